@@ -1,0 +1,38 @@
+# clipedu: `make lab` opens the course, `make test` runs every test.
+# Both first build .venv from pyproject.toml (only Python 3.11 needed).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup lab test unit notebooks check-notebooks bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+test: setup unit check-notebooks notebooks
+
+unit: setup
+	$(BIN)/python -m pytest -q tests
+
+check-notebooks: setup
+	@if [ -f clipedu/course.py ]; then $(BIN)/python -m clipedu.course --check; fi
+
+notebooks: setup
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+	  $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks solutions; \
+	else echo "no notebooks yet"; fi
+
+bench: setup
+	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .cache
