@@ -1,0 +1,164 @@
+"""clipedu.viz: every figure builds on small inputs and rejects bad shapes clearly."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.collections import PathCollection  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from clipedu import viz  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def images(n=5, size=8):
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+
+
+def test_plot_logits_heatmap_with_diagonal_and_annotations():
+    logits = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    fig = viz.plot_logits(logits, row_labels=list("abc"), col_labels=list("wxyz"), title="t")
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2  # heatmap and colorbar
+    boxes = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert [b.get_xy() for b in boxes] == [(-0.5, -0.5), (0.5, 0.5), (1.5, 1.5)]
+    assert [t.get_text() for t in ax.texts][:2] == ["0.00", "1.00"] and len(ax.texts) == 12
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    assert ax.get_title() == "t"
+    assert len(viz.plot_logits(np.zeros((30, 30))).axes[0].texts) == 0  # too big to annotate
+
+
+def test_plot_logits_bad_input():
+    with pytest.raises(ValueError, match="logits must be 2-D, got shape"):
+        viz.plot_logits(torch.zeros(3))
+    with pytest.raises(ValueError, match="col_labels has 2 entries but the matrix has 3"):
+        viz.plot_logits(torch.zeros(2, 3), col_labels=["a", "b"])
+
+
+def test_plot_softmax_temperatures_sums_to_one():
+    fig = viz.plot_softmax_temperatures(torch.tensor([2.0, 1.0, 0.1]), [0.1, 1.0, 10.0], labels=["a", "b", "c"])
+    assert len(fig.axes) == 3
+    for ax in fig.axes:
+        heights = [bar.get_height() for bar in ax.patches]
+        assert len(heights) == 3 and abs(sum(heights) - 1) < 1e-9
+    cold, hot = fig.axes[0].patches[0].get_height(), fig.axes[2].patches[0].get_height()
+    assert cold > 0.99 and hot < 0.4  # low temperature is sharp, high is flat
+    with pytest.raises(ValueError, match="1-D"):
+        viz.plot_softmax_temperatures(torch.zeros(2, 3), [1.0])
+    with pytest.raises(ValueError, match="positive"):
+        viz.plot_softmax_temperatures(torch.zeros(3), [0.0])
+
+
+def test_plot_embeddings_2d_pca_two_modalities():
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(6, 16, generator=g), torch.randn(6, 16, generator=g)
+    fig = viz.plot_embeddings_2d(img, txt, labels=list("abcdef"), connect_pairs=True)
+    ax = fig.axes[0]
+    scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(fig.axes) == 1 and len(scatters) == 2
+    assert [len(s.get_offsets()) for s in scatters] == [6, 6]
+    assert len(ax.lines) == 6 and len(ax.texts) == 12
+    again = viz.plot_embeddings_2d(img, txt).axes[0].collections[0].get_offsets()
+    assert np.allclose(scatters[0].get_offsets(), again)  # deterministic
+
+
+@pytest.mark.slow  # importing and warming up scikit-learn's t-SNE takes seconds
+def test_plot_embeddings_2d_images_only_and_tsne():
+    x = np.random.default_rng(0).normal(size=(12, 5))
+    fig = viz.plot_embeddings_2d(x, method="tsne", seed=0)
+    assert len(fig.axes[0].collections) == 1
+
+
+def test_plot_embeddings_2d_bad_input():
+    with pytest.raises(ValueError, match="share the embedding size"):
+        viz.plot_embeddings_2d(torch.zeros(4, 8), torch.zeros(4, 6))
+    with pytest.raises(ValueError, match="image_emb must be 2-D"):
+        viz.plot_embeddings_2d(torch.zeros(8))
+    with pytest.raises(ValueError, match="method must be"):
+        viz.plot_embeddings_2d(torch.randn(5, 3), method="mds")
+    with pytest.raises(ValueError, match="connect_pairs needs as many texts"):
+        viz.plot_embeddings_2d(torch.randn(5, 3), torch.randn(4, 3), connect_pairs=True)
+    with pytest.raises(ValueError, match="labels must have 5"):
+        viz.plot_embeddings_2d(torch.randn(5, 3), labels=["a"])
+
+
+def test_plot_zeroshot_bars_top_k_sorted():
+    probs = torch.tensor([0.1, 0.6, 0.05, 0.25])
+    names = ["cat", "dog", "car", "cow"]
+    fig = viz.plot_zeroshot_bars(probs, names, top=3)
+    ax = fig.axes[0]
+    assert len(fig.axes) == 1 and len(ax.patches) == 3
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["cat", "cow", "dog"]  # best on top
+    fig = viz.plot_zeroshot_bars(probs, names, image=images(1)[0])
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="3 class names for 4"):
+        viz.plot_zeroshot_bars(probs, names[:3])
+
+
+def test_show_images_grid_and_titles():
+    fig = viz.show_images(images(5), titles=list("abcde"), ncols=3)
+    assert len(fig.axes) == 5  # the sixth grid cell is removed
+    assert [ax.get_title() for ax in fig.axes] == list("abcde")
+    pil = [Image.new("RGB", (8, 6), (255, 0, 0)), Image.new("L", (8, 6))]
+    assert len(viz.show_images(pil).axes) == 2
+    assert len(viz.show_images(images(1)[0]).axes) == 1  # a single [3, H, W] image
+
+
+def test_show_images_bad_input():
+    with pytest.raises(ValueError, match="channels last"):
+        viz.show_images(images(2).permute(0, 2, 3, 1))
+    with pytest.raises(ValueError, match="uint8"):
+        viz.show_images(images(2).float() / 255)
+    with pytest.raises(ValueError, match="got 1 titles for 2 images"):
+        viz.show_images(images(2), titles=["a"])
+    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
+        viz.show_images(torch.zeros(2, 2, 3, 8, 8, dtype=torch.uint8))
+
+
+def test_show_retrieval_ranks_by_score():
+    fig = viz.show_retrieval("a red square", images(5), torch.tensor([0.1, 0.9, 0.3, 0.8, 0.2]), k=3)
+    assert len(fig.axes) == 4
+    assert [ax.get_title() for ax in fig.axes[1:]] == ["#1  0.900", "#2  0.800", "#3  0.300"]
+    assert len(viz.show_retrieval(images(1)[0], images(2), [0.5, 0.4], k=10).axes) == 3
+    with pytest.raises(ValueError, match="scores has 2 entries for 5 images"):
+        viz.show_retrieval("q", images(5), [0.1, 0.2])
+
+
+def test_plot_confusion():
+    cm = np.array([[5, 1, 0], [0, 6, 0], [2, 0, 4]])
+    fig = viz.plot_confusion(cm, ["a", "b", "c"])
+    assert len(fig.axes) == 2 and len(fig.axes[0].texts) == 9
+    assert fig.axes[0].texts[0].get_text() == "5"
+    fig = viz.plot_confusion(cm, ["a", "b", "c"], normalize=True)
+    assert fig.axes[0].texts[0].get_text() == "0.83"
+    with pytest.raises(ValueError, match="square"):
+        viz.plot_confusion(np.zeros((2, 3)), ["a", "b"])
+
+
+def test_plot_history_panels_and_sparse_keys():
+    history = [{"step": i, "seconds": 0.5 * i, "loss": 2.0 / (i + 1)} for i in range(10)]
+    for r in history[::5]:
+        r["accuracy"] = 0.1 * r["step"]
+    fig = viz.plot_history(history, keys=("loss", "accuracy"), x="seconds")
+    assert len(fig.axes) == 2
+    assert len(fig.axes[0].lines[0].get_xdata()) == 10
+    assert list(fig.axes[1].lines[0].get_xdata()) == [0.0, 2.5]
+    with pytest.raises(ValueError, match="keys logged: \\['loss', 'seconds', 'step'\\]"):
+        viz.plot_history(history[1:2], keys=("accuracy",))
+    with pytest.raises(ValueError, match="x must be"):
+        viz.plot_history(history, x="epoch")
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_history([])
