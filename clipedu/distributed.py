@@ -1,0 +1,352 @@
+"""Data-parallel CLIP: torchrun set-up, feature gathering with gradients, the local loss.
+
+CLIP's loss compares every image with every text in the batch, so a bigger
+batch means more negatives (the paper uses 32,768). With K processes ("ranks")
+each holding n_local pairs, the global batch is N = K * n_local. Every rank
+all-gathers the features of the whole global batch and scores only its own
+rows against all N columns (open_clip's `local_loss`):
+
+                 texts of rank 0 | texts of rank 1       rank 0 computes the
+    images r0  [   I0 T0^T       |    I0 T1^T    ]  <--  image rows I0 x all T
+    images r1  [   I1 T0^T       |    I1 T1^T    ]       and text rows T0 x all I
+
+so each rank holds two n_local x N blocks, not the full N x N matrix. With a
+fixed per-rank batch, memory per rank grows linearly in K, where the full
+matrix would grow with K^2. docs/distributed.md walks through the argument.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
+import torch.nn as nn
+import torch.nn.functional as F
+
+from clipedu.loss import _check_features, _check_scalar, clip_loss, logits_matrix, siglip_loss
+
+
+@dataclass
+class DistState:
+    """Where this process sits in the job: global rank, number of ranks, GPU index on its node."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None  # "gloo" (CPU) or "nccl" (CUDA); None when not distributed
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone logs, evaluates and writes checkpoints."""
+        return self.rank == 0
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer; torchrun sets it, leave it unset") from None
+
+
+def init_distributed(device: str = "cpu") -> DistState:
+    """Read torchrun's environment and join the process group when there is more than one rank.
+
+    torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT for
+    every process it starts. A plain `python script.py` sets none of them and
+    gets the single-process state, without torch.distributed being touched.
+    """
+    world_size = _env_int("WORLD_SIZE") or 1
+    if world_size <= 1:
+        return DistState()
+    rank = _env_int("RANK")
+    if rank is None:
+        raise RuntimeError(f"WORLD_SIZE={world_size} but RANK is unset; start the script with torchrun")
+    local_rank = _env_int("LOCAL_RANK")
+    local_rank = rank if local_rank is None else local_rank
+    if dist.is_initialized():
+        return DistState(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend())
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device={device!r} but CUDA is not available; use device='cpu' (gloo)")
+        torch.cuda.set_device(local_rank)  # one GPU per process, chosen by its index on the node
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    dist.init_process_group(backend=backend)  # env:// rendezvous at MASTER_ADDR:MASTER_PORT
+    return DistState(dist.get_rank(), dist.get_world_size(), local_rank, backend)
+
+
+def cleanup() -> None:
+    """Leave the process group (call once at the end of a distributed script)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------ gathering
+
+def _check_equal_batches(n_local: int, device: torch.device, state: DistState) -> None:
+    # all_gather needs the same shape on every rank; a short last batch would hang or crash it
+    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(state.world_size)]
+    dist.all_gather(sizes, torch.tensor([n_local], device=device))
+    sizes = [int(s) for s in sizes]
+    if len(set(sizes)) != 1:
+        raise ValueError(
+            f"ranks hold different batch sizes {sizes}; every rank must contribute the same "
+            "number of pairs (use drop_last=True in the DataLoader / DistributedSampler)"
+        )
+
+
+def _all_gather(x: torch.Tensor, state: DistState, with_grad: bool) -> torch.Tensor:
+    """Concatenate x from every rank along dim 0, in rank order."""
+    if with_grad:
+        # Its backward sends each rank's gradient for the gathered copy back to the
+        # rank that owns the rows and sums them there (a reduce-scatter).
+        with warnings.catch_warnings():  # deprecated in favour of a private API; still correct
+            warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
+            return torch.cat(dist_nn.all_gather(x), dim=0)
+    parts = [torch.empty_like(x) for _ in range(state.world_size)]
+    dist.all_gather(parts, x.contiguous())  # plain copies: autograd sees constants
+    parts[state.rank] = x  # keep the local rows differentiable, as open_clip does
+    return torch.cat(parts, dim=0)
+
+
+def gather_features(
+    image_features: torch.Tensor, text_features: torch.Tensor, state: DistState, with_grad: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-gather both feature batches from every rank: [n_local, D] -> [N, D].
+
+    with_grad=True is what training needs. Rank r's images are negatives in
+    every other rank's loss, so their gradient has a part computed on those
+    ranks; the gradient-carrying gather brings it home.
+    with_grad=False (plain `dist.all_gather`) gives other ranks' rows no
+    gradient, so those contributions are silently lost: the teaching contrast.
+    """
+    _check_features(image_features, text_features, same_batch=True)
+    if state.world_size == 1:
+        return image_features, text_features
+    _check_equal_batches(image_features.shape[0], image_features.device, state)
+    return (
+        _all_gather(image_features, state, with_grad),
+        _all_gather(text_features, state, with_grad),
+    )
+
+
+# ------------------------------------------------------------------ losses
+
+def _check_rank_block(n: int, n_global: int, rank: int) -> None:
+    if n_global % n != 0 or not 0 <= rank < n_global // n:
+        raise ValueError(
+            f"a local batch of {n} pairs at rank {rank} does not fit a global batch of {n_global}; "
+            "the global batch must be world_size equal local batches in rank order"
+        )
+
+
+def local_clip_loss(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    all_image_features: torch.Tensor,
+    all_text_features: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    rank: int,
+) -> torch.Tensor:
+    """Rank `rank`'s rows of CLIP's loss, given the already gathered global batch (no communication).
+
+    The n local images are scored against all N texts and the n local texts
+    against all N images: two [n, N] blocks instead of one [N, N] matrix. The
+    matches sit at columns rank*n .. rank*n + n - 1, hence the labels
+    arange(n) + rank*n. Returns the average of the two directions' mean
+    cross-entropy over these n rows, so the mean over ranks is `clip_loss` on
+    the global batch.
+    """
+    _check_features(image_features, text_features, same_batch=True)
+    _check_features(all_image_features, all_text_features, same_batch=True)
+    n = image_features.shape[0]
+    _check_rank_block(n, all_text_features.shape[0], rank)
+    logits_per_image = logits_matrix(image_features, all_text_features, logit_scale)  # [n, N]
+    logits_per_text = logits_matrix(text_features, all_image_features, logit_scale)  # [n, N]
+    labels = torch.arange(n, device=image_features.device) + rank * n
+    return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+
+
+def local_siglip_loss(
+    image_features: torch.Tensor,
+    all_text_features: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    logit_bias: torch.Tensor | float,
+    rank: int,
+) -> torch.Tensor:
+    """Rank `rank`'s block of SigLIP's loss: n local images x all N texts (no communication).
+
+    The sigmoid loss is a plain sum S over the N x N pairs, divided by N. This
+    block's labels are +1 only at column rank*n + i, and its sum S_r is divided
+    by the *local* batch n, so that
+        mean_r (S_r / n) = (sum_r S_r) / (K n) = S / N,
+    the global loss; DDP's gradient averaging then gives the single-process gradient.
+    """
+    _check_scalar("logit_bias", logit_bias)
+    n = image_features.shape[0]
+    _check_rank_block(n, all_text_features.shape[0], rank)
+    logits = logits_matrix(image_features, all_text_features, logit_scale) + logit_bias  # [n, N]
+    labels = -torch.ones_like(logits)
+    rows = torch.arange(n, device=logits.device)
+    labels[rows, rows + rank * n] = 1.0
+    return -F.logsigmoid(labels * logits).sum() / n
+
+
+def distributed_clip_loss(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    state: DistState,
+    local_loss: bool = True,
+    gather_with_grad: bool = True,
+) -> torch.Tensor:
+    """This rank's share of CLIP's loss over the global batch: gather, then `local_clip_loss`.
+
+    The mean over ranks equals `clip_loss` on the global batch. DDP averages
+    gradients over ranks, and the gather's backward sums every rank's gradient
+    for a row back onto the rank that owns it, so the averaged gradient equals
+    the single-process gradient (docs/distributed.md has the argument).
+    local_loss=False builds the full N x N matrix on every rank (quadratic
+    memory; open_clip's default). With world_size 1 this is `clip_loss`.
+    """
+    if state.world_size == 1:
+        return clip_loss(image_features, text_features, logit_scale)
+    all_images, all_texts = gather_features(image_features, text_features, state, gather_with_grad)
+    if not local_loss:
+        return clip_loss(all_images, all_texts, logit_scale)
+    return local_clip_loss(image_features, text_features, all_images, all_texts, logit_scale, state.rank)
+
+
+def distributed_siglip_loss(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    logit_bias: torch.Tensor | float,
+    state: DistState,
+) -> torch.Tensor:
+    """This rank's share of SigLIP's loss: gather the texts only, then `local_siglip_loss`.
+
+    The mean over ranks equals `siglip_loss` on the global batch. (open_clip
+    passes text blocks from neighbour to neighbour instead of one all-gather,
+    which needs less memory; the sum is the same.) With world_size 1 this is
+    `siglip_loss`.
+    """
+    if state.world_size == 1:
+        return siglip_loss(image_features, text_features, logit_scale, logit_bias)
+    _check_features(image_features, text_features, same_batch=True)
+    _check_equal_batches(image_features.shape[0], image_features.device, state)
+    all_texts = _all_gather(text_features, state, with_grad=True)  # images never leave their rank
+    return local_siglip_loss(image_features, all_texts, logit_scale, logit_bias, state.rank)
+
+
+# ------------------------------------------------------------------ helpers
+
+def seed_everything(seed: int, state: DistState | None = None, per_rank: bool = True) -> int:
+    """Seed Python, NumPy and torch; with per_rank, rank r uses seed + r and returns it.
+
+    Different seeds per rank give each rank its own augmentations and dropout
+    masks. Model weights stay identical anyway: DDP copies rank 0's weights to
+    every rank when the model is wrapped.
+    """
+    rank = state.rank if state is not None else 0
+    seed = seed + rank if per_rank else seed
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return seed
+
+
+def rank0_print(*args, state: DistState | None = None, **kwargs) -> None:
+    """print() on rank 0 only, so K ranks do not print K copies of every log line."""
+    if state is not None:
+        is_main = state.is_main
+    else:
+        is_main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    if is_main:
+        kwargs.setdefault("flush", True)
+        print(*args, **kwargs)
+
+
+def wrap_ddp(model: nn.Module, state: DistState, **ddp_kwargs) -> nn.Module:
+    """Wrap in DistributedDataParallel (which averages gradients over ranks); unchanged on one rank."""
+    if state.world_size == 1:
+        return model
+    if state.backend == "nccl":
+        ddp_kwargs.setdefault("device_ids", [state.local_rank])
+    return nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare model inside a DDP wrapper (for checkpoints and `logit_scale`)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def all_reduce_mean(x: torch.Tensor | float, state: DistState) -> torch.Tensor:
+    """Mean of x over ranks, for logging (no gradient). Every rank must call it."""
+    device = torch.device("cuda", state.local_rank) if state.backend == "nccl" else torch.device("cpu")
+    y = x.detach().clone() if isinstance(x, torch.Tensor) else torch.tensor(x, device=device)
+    if not y.is_floating_point():
+        y = y.double()
+    if state.world_size > 1:
+        dist.all_reduce(y, op=dist.ReduceOp.SUM)
+        y /= state.world_size
+    return y
+
+
+# ------------------------------------------------------------------ launcher
+
+class LaunchError(subprocess.CalledProcessError):
+    """torchrun exited with an error; the message ends with the tail of its log."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n--- last lines of the log ---\n{self.output}"
+
+
+def launch(args: Sequence[str], nproc: int = 2, env: dict[str, str] | None = None, tail_lines: int = 40) -> int:
+    """Run `python -m torch.distributed.run --standalone --nproc_per_node=nproc *args`, streaming its log.
+
+    Made for notebooks, which cannot host the worker processes themselves:
+    e.g. `launch(["-m", "clipedu.train", "--preset", "tiny"], nproc=2)`.
+    Every line the workers print is echoed as it arrives. Returns 0, or
+    raises LaunchError carrying the last `tail_lines` lines.
+    """
+    if isinstance(args, str) or not all(isinstance(a, str) for a in args):
+        raise TypeError("args must be a list of strings, e.g. ['-m', 'clipedu.train', '--epochs', '1']")
+    if not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be a positive int, got {nproc!r}")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
+    full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default too, minus its warning banner
+    full_env["PYTHONUNBUFFERED"] = "1"  # workers' prints arrive line by line, not at exit
+    tail: deque[str] = deque(maxlen=tail_lines)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
+    try:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            tail.append(line)
+        returncode = proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted (e.g. the notebook's stop button): stop the workers too
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    if returncode != 0:
+        raise LaunchError(returncode, cmd, output="".join(tail))
+    return returncode
