@@ -1,0 +1,406 @@
+"""ShapesWorld: the course's synthetic captioned images, with held-out compositions.
+
+Tutorial-scale CLIP training on natural photos stays near chance, so the
+course trains on a small world it controls: coloured shapes (8 colours x 6
+shapes) of two sizes, at nine positions, on five backgrounds, rendered
+offline and deterministically from a seed. Each image gets five captions
+drawn from many templates and synonyms; some name every attribute, some only
+the colour or only the shape, in varying order ("a photo of a small red
+circle on the left", "a crimson disc", "there is a circle").
+
+Held-out compositions. A few colour-shape pairs (`heldout`) never appear in
+any training image or caption, while each of their colours and shapes does
+appear with other partners. Zero-shot classification of held-out test
+images among all 48 classes, from text prompts alone, then measures whether
+the model composes "green" and "triangle" into "green triangle".
+
+False negatives. Captions repeat: many images are "a red circle" or "there is
+a star". If two pairs in one batch have the same caption, the contrastive
+loss treats the second image as a negative for a caption that describes it
+equally well, pushing apart what should be close. The training loop avoids
+this with `clipedu.sampler.UniqueCaptionBatchSampler`, which builds batches
+in which no caption string appears twice.
+
+Multi-object variants (`relations`, `counts`) probe CLIP's known limits:
+spatial relations ("a red circle left of a blue square", whose swapped
+version is a hard negative made of the same words) and counting.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from clipedu.datasets import CaptionedImages
+
+COLORS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink"]
+SHAPES = ["circle", "square", "triangle", "star", "cross", "heart"]
+SIZES = ["small", "large"]
+POSITIONS = ["top left", "top", "top right", "left", "centre", "right",
+             "bottom left", "bottom", "bottom right"]  # a 3x3 grid, row by row
+BACKGROUNDS = ["white", "black", "grey", "striped", "checkered"]
+RELATIONS = ["left of", "right of", "above", "below"]
+COUNT_WORDS = ["one", "two", "three", "four"]
+
+# saturated RGB values whose hues are at least ~30 degrees apart
+RGB = {"red": (220, 30, 30), "orange": (255, 140, 0), "yellow": (240, 210, 20),
+       "green": (40, 180, 50), "cyan": (0, 195, 205), "blue": (30, 80, 230),
+       "purple": (140, 50, 200), "pink": (255, 90, 180)}
+
+# one pair per colour; every colour and shape keeps >= 5 seen partners
+DEFAULT_HELDOUT = [("red", "square"), ("orange", "star"), ("yellow", "heart"),
+                   ("green", "triangle"), ("cyan", "cross"), ("blue", "circle"),
+                   ("purple", "triangle"), ("pink", "circle")]
+
+# the first word of each list is the canonical one (used in prompts)
+COLOR_WORDS = {"red": ["red", "crimson", "scarlet"], "orange": ["orange", "amber", "tangerine"],
+               "yellow": ["yellow", "golden", "lemon"], "green": ["green", "emerald", "grassy green"],
+               "cyan": ["cyan", "turquoise", "teal"], "blue": ["blue", "azure", "cobalt"],
+               "purple": ["purple", "violet", "lilac"], "pink": ["pink", "rose", "fuchsia"]}
+SHAPE_WORDS = {"circle": ["circle", "disc", "round shape"], "square": ["square", "box"],
+               "triangle": ["triangle", "three-sided shape"], "star": ["star", "five-pointed star"],
+               "cross": ["cross", "plus sign"], "heart": ["heart", "heart shape"]}
+SIZE_WORDS = {"small": ["small", "little", "tiny"], "large": ["large", "big"]}
+POSITION_WORDS = {
+    "top left": ["in the top left corner", "in the upper left"], "top": ["at the top", "near the top"],
+    "top right": ["in the top right corner", "in the upper right"], "left": ["on the left", "on the left side"],
+    "centre": ["in the centre", "in the middle"], "right": ["on the right", "on the right side"],
+    "bottom left": ["in the bottom left corner", "in the lower left"], "bottom": ["at the bottom", "near the bottom"],
+    "bottom right": ["in the bottom right corner", "in the lower right"]}
+BACKGROUND_WORDS = {"white": ["on a white background", "on white"],
+                    "black": ["on a black background", "on a dark background"],
+                    "grey": ["on a grey background", "on a gray background"],
+                    "striped": ["on a striped background", "on stripes"],
+                    "checkered": ["on a checkered background", "on a checkerboard"]}
+PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles",
+           "star": "stars", "cross": "crosses", "heart": "hearts"}
+
+# (template, weight): {c} colour, {s} shape, {z} size, {p} position, {b} background
+CAPTION_TEMPLATES = [
+    ("a {c} {s}", 3), ("a photo of a {c} {s}", 3), ("a picture of a {c} {s}", 2),
+    ("there is a {c} {s}", 2), ("a {s} that is {c}", 2), ("a {s}, coloured {c}", 1),
+    ("the {s} is {c}", 1), ("a {z} {c} {s}", 2), ("a photo of a {z} {c} {s}", 1),
+    ("a {z} {s} that is {c}", 1), ("a {c} {s} {p}", 2), ("{p}, a {c} {s}", 1),
+    ("a {s} {p}, and it is {c}", 1), ("a {c} {s} {b}", 2), ("a {z} {c} {s} {p}", 2),
+    ("a photo of a {z} {c} {s} {p} {b}", 1), ("{p} there is a {z} {c} {s} {b}", 1),
+    ("a {c} {s} {p} {b}", 1), ("something {c}", 1), ("a {c} object", 1),
+    ("something {c} {p}", 1), ("a {z} {c} thing", 1), ("there is a {s}", 1),
+    ("a photo of a {s}", 1), ("a {z} {s} {p}", 1), ("a {s} {b}", 1),
+]
+# {a} / {b}: first / second shape, {r} the relation, {l} its long form, {i} / {j}: the inverse relation
+RELATION_TEMPLATES = ["a {a} {r} a {b}", "a photo of a {a} {l} a {b}", "a {b} {i} a {a}", "there is a {b} {j} a {a}"]
+LONG_FORM = {"left of": "to the left of", "right of": "to the right of", "above": "over", "below": "under"}
+INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+COUNT_TEMPLATES = ["{w} {c} {s}", "a photo of {w} {c} {s}", "{k} {c} {s}", "there are {w} {c} {s}"]
+ONE_TEMPLATES = ["one {c} {s}", "a {c} {s}", "a photo of one {c} {s}", "a single {c} {s}"]
+DEFAULT_PROMPTS = ["a {}", "a photo of a {}", "a picture of a {}", "there is a {}"]
+CAPTIONS_PER_IMAGE = 5
+
+
+def _rng(*keys: int | str) -> np.random.Generator:
+    """A numpy generator keyed by (seed, stream name, ...): one stream per purpose."""
+    ints = [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys]
+    return np.random.default_rng(ints)
+
+
+_A_BEFORE_VOWEL = re.compile(r"\ba (?=[aeiou])")
+
+
+def _fix_articles(text: str) -> str:
+    return _A_BEFORE_VOWEL.sub("an ", text)
+
+
+# ------------------------------------------------------------------ drawing
+
+def _outline(shape: str, n: int) -> list[tuple[float, float]]:
+    """Polygon of `shape` in pixel coordinates of an n x n canvas (y points down)."""
+    if shape == "square":
+        pts = [(-0.85, -0.85), (0.85, -0.85), (0.85, 0.85), (-0.85, 0.85)]
+    elif shape == "triangle":
+        pts = [(0.0, -0.95), (1.0, 0.8), (-1.0, 0.8)]
+    elif shape == "star":
+        a = np.pi / 2 + np.arange(10) * np.pi / 5  # 5 outer and 5 inner corners
+        r = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
+        pts = list(zip(r * np.cos(a), -r * np.sin(a) + 0.095))  # 0.095 centres it vertically
+    elif shape == "cross":
+        w = 0.33
+        pts = [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1),
+               (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w)]
+    elif shape == "heart":
+        t = np.linspace(0, 2 * np.pi, 80, endpoint=False)
+        x = 16 * np.sin(t) ** 3
+        y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+        pts = list(zip(x / 17, (y + 2.5) / 15))
+    else:
+        raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+    return [((x + 1) / 2 * n, (y + 1) / 2 * n) for x, y in pts]
+
+
+@lru_cache(maxsize=512)
+def shape_mask(shape: str, diameter: int) -> np.ndarray:
+    """Coverage in [0, 1] of `shape` on a diameter x diameter grid (float32).
+
+    Drawn 4x larger with PIL and box-filtered down, which anti-aliases edges.
+    """
+    n = diameter * 4
+    canvas = Image.new("L", (n, n), 0)
+    draw = ImageDraw.Draw(canvas)
+    if shape == "circle":
+        draw.ellipse([0, 0, n - 1, n - 1], fill=255)
+    else:
+        draw.polygon(_outline(shape, n), fill=255)
+    return np.asarray(canvas.resize((diameter, diameter), Image.BOX), dtype=np.float32) / 255
+
+
+@lru_cache(maxsize=8)
+def _background_bank(size: int) -> np.ndarray:
+    """8 variants of each background, uint8 [len(BACKGROUNDS) * 8, 3, size, size].
+
+    Plain backgrounds vary in brightness; textures (grey, so that shape
+    colours stay unambiguous) vary in orientation and phase.
+    """
+    bank = np.empty((len(BACKGROUNDS), 8, 3, size, size), dtype=np.uint8)
+    period = max(4, size // 8)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for k, name in enumerate(BACKGROUNDS):
+        for v in range(8):
+            shift = v * period // 4
+            if name == "striped":
+                coord = [xx, yy, xx + yy, xx - yy][v % 4] + shift
+                bank[k, v] = np.where(coord % period < period // 2, 228, 188)
+            elif name == "checkered":
+                bank[k, v] = np.where(((xx + shift) // period + (yy + shift) // period) % 2 == 0, 205, 165)
+            else:
+                lo, hi = {"white": (225, 255), "black": (10, 45), "grey": (115, 150)}[name]
+                bank[k, v] = round(lo + (hi - lo) * v / 7)
+    return bank.reshape(-1, 3, size, size)
+
+
+def _canvases(rng: Callable[[str], np.random.Generator], n: int, size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """n random backgrounds: the uint8 tensor [n, 3, size, size] and each one's kind.
+
+    Draw on `images.numpy()`, a view of the same memory.
+    """
+    kind = rng("background").integers(len(BACKGROUNDS), size=n)
+    variant = rng("background variant").integers(8, size=n)
+    # torch's allocator maps big buffers faster than numpy's (first-touch page faults)
+    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
+    np.take(_background_bank(size), kind * 8 + variant, axis=0, out=images.numpy())
+    return images, kind
+
+
+def _paint(out: np.ndarray, shape: str, diameter: int, rgb: np.ndarray, cx: float, cy: float) -> None:
+    """Alpha-blend one anti-aliased shape, centred at (cx, cy), into out [3, H, W]."""
+    mask = shape_mask(shape, int(diameter))
+    limit = out.shape[-1] - diameter
+    x0 = min(max(round(cx - diameter / 2), 0), limit)  # keep the shape inside the canvas
+    y0 = min(max(round(cy - diameter / 2), 0), limit)
+    region = out[:, y0:y0 + diameter, x0:x0 + diameter].astype(np.float32)
+    region += (rgb[:, None, None] - region) * mask
+    out[:, y0:y0 + diameter, x0:x0 + diameter] = (region + 0.5).astype(np.uint8)
+
+
+def _jittered_rgb(color: np.ndarray, jitter: np.ndarray) -> np.ndarray:
+    """float32 RGB of colour indices `color` plus per-channel jitter (same leading shape)."""
+    base = np.array([RGB[c] for c in COLORS], dtype=np.float32)
+    return np.clip(base[color] + jitter, 0, 255).astype(np.float32)
+
+
+def _synonyms(table: dict[str, list[str]], names: list[str], value: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Vectorised word choice: the canonical word 60% of the time, a synonym otherwise."""
+    n_words = np.array([len(table[name]) for name in names])[value][:, None]
+    synonym = 1 + ((u - 0.6) / 0.4 * (n_words - 1)).astype(int)
+    return np.where((u < 0.6) | (n_words == 1), 0, np.minimum(synonym, n_words - 1))
+
+
+def _describe(rng: Callable[[str], np.random.Generator], color, shape, size, position, background) -> list[list[str]]:
+    """CAPTIONS_PER_IMAGE captions per image: distinct templates, words with synonyms."""
+    n = len(color)
+    # weighted sampling of distinct templates per image (Gumbel top-k)
+    log_w = np.log([wt for _, wt in CAPTION_TEMPLATES])
+    order = np.argsort(-(log_w + rng("templates").gumbel(size=(n, len(CAPTION_TEMPLATES)))), 1)
+    u = rng("words").random((n, CAPTIONS_PER_IMAGE, 5))  # (image, caption, attribute)
+    tables = [(COLOR_WORDS, COLORS, color), (SHAPE_WORDS, SHAPES, shape), (SIZE_WORDS, SIZES, size),
+              (POSITION_WORDS, POSITIONS, position), (BACKGROUND_WORDS, BACKGROUNDS, background)]
+    picks = [_synonyms(table, names, value, u[..., a]) for a, (table, names, value) in enumerate(tables)]
+    captions = []
+    for i in range(n):
+        c, s, z, p, b = (table[names[value[i]]] for table, names, value in tables)
+        wc, ws, wz, wp, wb = (pick[i] for pick in picks)
+        captions.append([_fix_articles(CAPTION_TEMPLATES[t][0].format(
+            c=c[wc[j]], s=s[ws[j]], z=z[wz[j]], p=p[wp[j]], b=b[wb[j]]))
+            for j, t in enumerate(order[i, :CAPTIONS_PER_IMAGE])])
+    return captions
+
+
+# ------------------------------------------------------------------ the world
+
+class ShapesWorld:
+    """The colour x shape world: classes, held-out pairs, and dataset generators.
+
+    Every dataset is a deterministic function of (seed, n) and, for the
+    multi-object ones, their own `seed`; item i does not depend on n, so
+    `train(1000)` is the first 1000 images of `train(20000)`. Labels index
+    `classes` (all colour-shape pairs, held-out ones included).
+    """
+
+    def __init__(self, seed: int = 0, image_size: int = 64,
+                 heldout: list[tuple[str, str]] | None = None):
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        if image_size < 24:
+            raise ValueError(f"image_size must be at least 24 pixels for shapes to be legible, got {image_size}")
+        self.seed, self.image_size = seed, image_size
+        self.classes = [(c, s) for c in COLORS for s in SHAPES]
+        self.class_names = [f"{c} {s}" for c, s in self.classes]
+        held = set(DEFAULT_HELDOUT if heldout is None else (tuple(p) for p in heldout))
+        for pair in held:
+            if pair not in self.classes:
+                raise ValueError(f"held-out pair {pair} is not a (colour, shape) with colour in "
+                                 f"{COLORS} and shape in {SHAPES}")
+        self.heldout_classes = [p for p in self.classes if p in held]
+        self.seen_classes = [p for p in self.classes if p not in held]
+        for name, axis, values in (("colour", 0, COLORS), ("shape", 1, SHAPES)):
+            missing = set(values) - {p[axis] for p in self.seen_classes}
+            if missing:
+                raise ValueError(f"held-out pairs leave no training example of {name}(s) "
+                                 f"{sorted(missing)}: keep each {name} in at least one seen pair")
+        self.heldout_labels = torch.tensor([self.classes.index(p) for p in self.heldout_classes], dtype=torch.long)
+        self.seen_labels = torch.tensor([self.classes.index(p) for p in self.seen_classes], dtype=torch.long)
+
+    def __repr__(self) -> str:
+        return (f"ShapesWorld(seed={self.seed}, image_size={self.image_size}, {len(self.classes)} classes, "
+                f"{len(self.heldout_classes)} held out)")
+
+    def _pool(self, split: str) -> np.ndarray:
+        pools = {"seen": self.seen_labels, "heldout": self.heldout_labels,
+                 "all": torch.arange(len(self.classes))}
+        if split not in pools:
+            raise ValueError(f"split must be 'heldout', 'seen' or 'all', got {split!r}")
+        if len(pools[split]) == 0:
+            raise ValueError(f"this world has no {split} classes")
+        return pools[split].numpy()
+
+    def train(self, n: int) -> CaptionedImages:
+        """n training images of seen colour-shape pairs, 5 captions each."""
+        return self._single(n, "train", self._pool("seen"))
+
+    def test(self, n: int, split: str = "heldout") -> CaptionedImages:
+        """n test images of held-out, seen or all pairs (fresh images, not in train)."""
+        return self._single(n, f"test {split}", self._pool(split))
+
+    def prompts(self, templates: list[str] | None = None) -> dict[str, list[str]]:
+        """Zero-shot prompts per class name, e.g. {"red circle": ["a red circle", ...]}."""
+        templates = DEFAULT_PROMPTS if templates is None else templates
+        return {name: [_fix_articles(t.format(name)) for t in templates] for name in self.class_names}
+
+    # -- one shape per image
+
+    def _single(self, n: int, stream: str, pool: np.ndarray) -> CaptionedImages:
+        def rng(name: str) -> np.random.Generator:
+            return _rng(self.seed, stream, name)
+
+        w = self.image_size
+        cls = pool[rng("class").integers(len(pool), size=n)]
+        color, shape = cls // len(SHAPES), cls % len(SHAPES)
+        size = rng("size").integers(len(SIZES), size=n)
+        diameter = np.round(w * np.array([0.22, 0.40])[size] * rng("diameter").uniform(0.92, 1.08, n)).astype(int)
+        position = rng("position").integers(len(POSITIONS), size=n)
+        grid = np.array([0.27, 0.5, 0.73]) * w
+        centre = np.stack([grid[position % 3], grid[position // 3]], 1)
+        centre += rng("offset").uniform(-0.03, 0.03, (n, 2)) * w
+        color_jitter = rng("colour jitter").uniform(-12, 12, (n, 3))
+
+        images, background = _canvases(rng, n, w)
+        canvas, rgb = images.numpy(), _jittered_rgb(color, color_jitter)
+        for i in range(n):
+            _paint(canvas[i], SHAPES[shape[i]], diameter[i], rgb[i], *centre[i])
+        captions = _describe(rng, color, shape, size, position, background)
+        attributes = {"color": color, "shape": shape, "size": size, "position": position, "background": background}
+        return CaptionedImages(images, captions, torch.from_numpy(cls).long(), list(self.class_names),
+                               {k: torch.from_numpy(v).long() for k, v in attributes.items()})
+
+    # -- several shapes per image: CLIP's known weak spots
+
+    def relations(self, n: int, seed: int = 0, split: str = "seen") -> CaptionedImages:
+        """Two shapes in a spatial relation: "a red circle left of a blue square".
+
+        labels index RELATIONS; attributes["first"] / ["second"] are the class
+        indices of the two shapes (different colour and different shape), and
+        attributes["swapped"] the hard negative caption with the shapes swapped.
+        """
+        def rng(name: str) -> np.random.Generator:
+            return _rng(self.seed, "relations", seed, split, name)
+
+        w, pool, k = self.image_size, self._pool(split), len(SHAPES)
+        first = pool[rng("first").integers(len(pool), size=n)]
+        # the first candidate that differs in both colour and shape
+        cand = pool[rng("second").integers(len(pool), size=(n, 64))]
+        ok = (cand // k != first[:, None] // k) & (cand % k != first[:, None] % k)
+        if n and not ok.any(1).all():
+            raise ValueError(f"the {split} classes have no two pairs differing in both colour and shape")
+        second = cand[np.arange(n), ok.argmax(1)]
+        relation = rng("relation").integers(len(RELATIONS), size=n)
+        line = rng("line").integers(3, size=n)  # the shared row (or column)
+        cells = np.array([(0, 1), (0, 2), (1, 2)])[rng("cells").integers(3, size=n)]
+        jitter = rng("offset").uniform(-0.02, 0.02, (n, 2, 2)) * w
+        diameter = np.round(0.24 * w * rng("diameter").uniform(0.95, 1.05, (n, 2))).astype(int)
+        color_jitter = rng("colour jitter").uniform(-12, 12, (n, 2, 3))
+
+        grid = np.array([1, 3, 5]) / 6 * w
+        images, _ = _canvases(rng, n, w)
+        canvas, rgb = images.numpy(), _jittered_rgb(np.stack([first, second], 1) // k, color_jitter)
+        captions, swapped = [], []
+        for i in range(n):
+            rel = RELATIONS[relation[i]]
+            lo, hi = cells[i]
+            a_cell, b_cell = (lo, hi) if rel in ("left of", "above") else (hi, lo)
+            for j, (cls, cell) in enumerate(((first[i], a_cell), (second[i], b_cell))):
+                x, y = (cell, line[i]) if rel in ("left of", "right of") else (line[i], cell)
+                _paint(canvas[i], SHAPES[cls % k], diameter[i, j], rgb[i, j],
+                       grid[x] + jitter[i, j, 0], grid[y] + jitter[i, j, 1])
+            a, b = self.class_names[first[i]], self.class_names[second[i]]
+            words = dict(r=rel, l=LONG_FORM[rel], i=INVERSE[rel], j=LONG_FORM[INVERSE[rel]])
+            captions.append([_fix_articles(t.format(a=a, b=b, **words)) for t in RELATION_TEMPLATES])
+            swapped.append(_fix_articles(RELATION_TEMPLATES[0].format(a=b, b=a, **words)))
+        return CaptionedImages(images, captions, torch.from_numpy(relation).long(), list(RELATIONS),
+                               {"first": torch.from_numpy(first).long(), "second": torch.from_numpy(second).long(),
+                                "swapped": swapped})
+
+    def counts(self, n: int, seed: int = 0, split: str = "seen") -> CaptionedImages:
+        """One to four copies of one coloured shape: "three green stars".
+
+        labels are count - 1 (class_names COUNT_WORDS); attributes["count"] holds
+        the count itself and attributes["object"] the colour-shape class index.
+        """
+        def rng(name: str) -> np.random.Generator:
+            return _rng(self.seed, "counts", seed, split, name)
+
+        w, pool, k = self.image_size, self._pool(split), len(SHAPES)
+        obj = pool[rng("object").integers(len(pool), size=n)]
+        count = rng("count").integers(1, 5, size=n)
+        cells = np.argsort(rng("cells").random((n, 9)), 1)  # the first `count` cells are used
+        jitter = rng("offset").uniform(-0.025, 0.025, (n, 4, 2)) * w
+        diameter = np.round(0.2 * w * rng("diameter").uniform(0.95, 1.05, n)).astype(int)
+        color_jitter = rng("colour jitter").uniform(-12, 12, (n, 3))
+
+        grid = np.array([1, 3, 5]) / 6 * w
+        images, _ = _canvases(rng, n, w)
+        canvas, rgb = images.numpy(), _jittered_rgb(obj // k, color_jitter)
+        captions = []
+        for i in range(n):
+            c, s = COLORS[obj[i] // k], SHAPES[obj[i] % k]
+            for j in range(count[i]):
+                _paint(canvas[i], s, diameter[i], rgb[i], grid[cells[i, j] % 3] + jitter[i, j, 0],
+                       grid[cells[i, j] // 3] + jitter[i, j, 1])
+            templates, noun = (ONE_TEMPLATES, s) if count[i] == 1 else (COUNT_TEMPLATES, PLURALS[s])
+            captions.append([_fix_articles(t.format(w=COUNT_WORDS[count[i] - 1], k=count[i], c=c, s=noun))
+                             for t in templates])
+        return CaptionedImages(images, captions, torch.from_numpy(count - 1).long(), list(COUNT_WORDS),
+                               {"count": torch.from_numpy(count).long(), "object": torch.from_numpy(obj).long()})
