@@ -1,0 +1,93 @@
+"""Drawing the shapes world: anti-aliased shapes on plain and textured backgrounds.
+
+`clipedu.shapes` decides *what* each image shows (colour, shape, size,
+position, background, captions); this module only turns those choices into
+pixels. Shapes are drawn 4x larger with PIL and box-filtered down, so edges
+are anti-aliased; backgrounds are grey-toned so that a shape's colour is
+never ambiguous.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPES = ["circle", "square", "triangle", "star", "cross", "heart"]
+BACKGROUNDS = ["white", "black", "grey", "striped", "checkered"]
+
+
+def outline(shape: str, n: int) -> list[tuple[float, float]]:
+    """Polygon of `shape` in pixel coordinates of an n x n canvas (y points down)."""
+    if shape == "square":
+        pts = [(-0.85, -0.85), (0.85, -0.85), (0.85, 0.85), (-0.85, 0.85)]
+    elif shape == "triangle":
+        pts = [(0.0, -0.95), (1.0, 0.8), (-1.0, 0.8)]
+    elif shape == "star":
+        a = np.pi / 2 + np.arange(10) * np.pi / 5  # 5 outer and 5 inner corners
+        r = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
+        pts = list(zip(r * np.cos(a), -r * np.sin(a) + 0.095))  # 0.095 centres it vertically
+    elif shape == "cross":
+        w = 0.33
+        pts = [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1),
+               (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w)]
+    elif shape == "heart":
+        t = np.linspace(0, 2 * np.pi, 80, endpoint=False)
+        x = 16 * np.sin(t) ** 3
+        y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+        pts = list(zip(x / 17, (y + 2.5) / 15))
+    else:
+        raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+    return [((x + 1) / 2 * n, (y + 1) / 2 * n) for x, y in pts]
+
+
+@lru_cache(maxsize=512)
+def shape_mask(shape: str, diameter: int) -> np.ndarray:
+    """Coverage in [0, 1] of `shape` on a diameter x diameter grid (float32).
+
+    Drawn 4x larger with PIL and box-filtered down, which anti-aliases edges.
+    """
+    n = diameter * 4
+    canvas = Image.new("L", (n, n), 0)
+    draw = ImageDraw.Draw(canvas)
+    if shape == "circle":
+        draw.ellipse([0, 0, n - 1, n - 1], fill=255)
+    else:
+        draw.polygon(outline(shape, n), fill=255)
+    return np.asarray(canvas.resize((diameter, diameter), Image.BOX), dtype=np.float32) / 255
+
+
+@lru_cache(maxsize=8)
+def background_bank(size: int) -> np.ndarray:
+    """8 variants of each background, uint8 [len(BACKGROUNDS) * 8, 3, size, size].
+
+    Plain backgrounds vary in brightness; textures (grey, so that shape
+    colours stay unambiguous) vary in orientation and phase.
+    """
+    bank = np.empty((len(BACKGROUNDS), 8, 3, size, size), dtype=np.uint8)
+    period = max(4, size // 8)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for k, name in enumerate(BACKGROUNDS):
+        for v in range(8):
+            shift = v * period // 4
+            if name == "striped":
+                coord = [xx, yy, xx + yy, xx - yy][v % 4] + shift
+                bank[k, v] = np.where(coord % period < period // 2, 228, 188)
+            elif name == "checkered":
+                bank[k, v] = np.where(((xx + shift) // period + (yy + shift) // period) % 2 == 0, 205, 165)
+            else:
+                lo, hi = {"white": (225, 255), "black": (10, 45), "grey": (115, 150)}[name]
+                bank[k, v] = round(lo + (hi - lo) * v / 7)
+    return bank.reshape(-1, 3, size, size)
+
+
+def paint(out: np.ndarray, shape: str, diameter: int, rgb: np.ndarray, cx: float, cy: float) -> None:
+    """Alpha-blend one anti-aliased shape, centred at (cx, cy), into out [3, H, W]."""
+    mask = shape_mask(shape, int(diameter))
+    limit = out.shape[-1] - diameter
+    x0 = min(max(round(cx - diameter / 2), 0), limit)  # keep the shape inside the canvas
+    y0 = min(max(round(cy - diameter / 2), 0), limit)
+    region = out[:, y0:y0 + diameter, x0:x0 + diameter].astype(np.float32)
+    region += (rgb[:, None, None] - region) * mask
+    out[:, y0:y0 + diameter, x0:x0 + diameter] = (region + 0.5).astype(np.uint8)
