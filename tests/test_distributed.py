@@ -1,7 +1,7 @@
 """clipedu.distributed on 2 CPU processes (gloo) against the single-process loss over the global batch.
 
 One module-scoped fixture runs this very file under torchrun (through
-`clipedu.distributed.launch`, `--standalone`: a local rendezvous on a free
+`clipedu.launch.launch`, `--standalone`: a local rendezvous on a free
 port) with two ranks; each rank runs every scenario and saves what it saw; the tests compare those records with a single-process
 reference computed here. Gradients follow the DDP convention: the objective is
 the mean of the ranks' losses, DDP averages parameter gradients over ranks, and
@@ -21,19 +21,18 @@ import torch.nn.functional as F
 
 from clipedu.distributed import (
     DistState,
-    LaunchError,
     all_reduce_mean,
     cleanup,
     distributed_clip_loss,
     distributed_siglip_loss,
     gather_features,
     init_distributed,
-    launch,
     local_clip_loss,
     local_siglip_loss,
     rank0_print,
     wrap_ddp,
 )
+from clipedu.launch import LaunchError, launch
 from clipedu.loss import clip_loss, siglip_loss
 
 WORLD = 2
