@@ -1,0 +1,129 @@
+"""Zero-shot classification: a classifier built from text prompts alone (paper, 3.1.2).
+
+Each class name is written into one or more prompt templates ("a photo of a {}.").
+The text tower embeds every prompt; the class's weight vector is the normalised
+mean of its normalised prompt embeddings (prompt ensembling, paper 3.1.4). An
+image is assigned the class whose weight vector has the largest cosine
+similarity with its image embedding.
+"""
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def prepare_images(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """uint8 [N, 3, H, W] -> the normalised float input the vision tower expects.
+
+    Float input is taken as already preprocessed and passed through unchanged.
+    """
+    if images.dtype != torch.uint8:
+        return images
+    from clipedu import transforms  # imported here: only uint8 input needs it
+    if images.shape[-1] != resolution or images.shape[-2] != resolution:
+        images = transforms.resize_center_crop(images, resolution)
+    return transforms.normalize(images)
+
+
+def input_resolution(model: nn.Module) -> int:
+    """The image size the vision tower was built for (read from the model's config)."""
+    return model.config.image_resolution
+
+
+@torch.no_grad()
+def encode_images(
+    model: nn.Module, images: torch.Tensor, batch_size: int = 256, normalize: bool = True
+) -> torch.Tensor:
+    """Image embeddings [N, D] in batches (L2-normalised unless normalize=False), on CPU."""
+    device, res = _device_of(model), input_resolution(model)
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = prepare_images(images[start : start + batch_size], res).to(device)
+        feats = model.encode_image(x).float()
+        out.append(F.normalize(feats, dim=-1) if normalize else feats)
+    return torch.cat(out).cpu()
+
+
+@torch.no_grad()
+def encode_texts(
+    model: nn.Module, tokenizer, texts: Sequence[str], batch_size: int = 256, truncate: bool = False
+) -> torch.Tensor:
+    """L2-normalised text embeddings [N, D] in batches, on CPU (truncate: cut texts that
+    exceed the model's context length, as training does, instead of raising)."""
+    device = _device_of(model)
+    context_length = model.positional_embedding.shape[0]
+    out = []
+    for start in range(0, len(texts), batch_size):
+        tokens = tokenizer(list(texts[start : start + batch_size]), context_length=context_length, truncate=truncate)
+        out.append(F.normalize(model.encode_text(tokens.to(device)).float(), dim=-1))
+    return torch.cat(out).cpu()
+
+
+def ensemble_prompts(prompt_features: torch.Tensor) -> torch.Tensor:
+    """[C, T, D] prompt embeddings -> [D, C] classifier: normalise, mean over T, renormalise."""
+    mean = F.normalize(prompt_features, dim=-1).mean(dim=1)
+    return F.normalize(mean, dim=-1).T
+
+
+def classifier_from_prompts(model: nn.Module, tokenizer, prompts: Sequence[Sequence[str]]) -> torch.Tensor:
+    """[D, C] classifier from explicit prompts: prompts[c] lists class c's prompts (any number)."""
+    if len(prompts) == 0 or any(len(p) == 0 for p in prompts):
+        raise ValueError("classifier_from_prompts needs at least one prompt for every class")
+    feats = encode_texts(model, tokenizer, [t for p in prompts for t in p])
+    columns = [ensemble_prompts(chunk[None]) for chunk in feats.split([len(p) for p in prompts])]
+    return torch.cat(columns, dim=1)
+
+
+def zeroshot_classifier(
+    model: nn.Module,
+    tokenizer,
+    class_names: Sequence[str],
+    templates: Sequence[str] = ("a photo of a {}.",),
+) -> torch.Tensor:
+    """The zero-shot weight matrix [D, C]: column c is class c's ensembled prompt embedding."""
+    if len(class_names) == 0 or len(templates) == 0:
+        raise ValueError("zeroshot_classifier needs at least one class name and one template")
+    return classifier_from_prompts(model, tokenizer, [[t.format(n) for t in templates] for n in class_names])
+
+
+def classify_features(image_features: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+    """Predicted class per image: argmax of cosine similarity with the classifier columns."""
+    logits = F.normalize(image_features.float(), dim=-1) @ classifier.to(image_features.device).float()
+    return logits.argmax(dim=-1)
+
+
+def zeroshot_predict(
+    model: nn.Module, images: torch.Tensor, classifier: torch.Tensor, batch_size: int = 256
+) -> torch.Tensor:
+    """Predicted class indices [N] for uint8 (or preprocessed float) images."""
+    return classify_features(encode_images(model, images, batch_size), classifier)
+
+
+def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of predictions equal to the labels."""
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions but {len(labels)} labels")
+    return (predictions.cpu() == labels.cpu()).double().mean().item()
+
+
+def zeroshot_accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classifier: torch.Tensor,
+    batch_size: int = 256,
+) -> float:
+    """Top-1 zero-shot accuracy; `labels` index the classifier's columns."""
+    return accuracy(zeroshot_predict(model, images, classifier, batch_size), labels)
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[C, C] counts: row = true class, column = predicted class (sklearn's convention)."""
+    index = labels.cpu().long() * num_classes + predictions.cpu().long()
+    return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
