@@ -4,6 +4,10 @@ Every function builds a matplotlib Figure and returns it without showing it;
 notebooks end a plot cell with `plt.show()`. Inputs may be torch tensors or
 numpy arrays; images follow the data contract (uint8 `[3, H, W]`, RGB) or
 are PIL images.
+
+This module draws matrices, curves and maps; the image figures (grids of
+images, search results, a ViT's patches) live in `clipedu.gallery` and are
+re-exported here, so every figure is `viz.<name>`.
 """
 
 from __future__ import annotations
@@ -14,8 +18,15 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from clipedu.gallery import draw_image, show_images, show_patches, show_retrieval, to_hwc
+
+__all__ = ["plot_logits", "plot_softmax_temperatures", "plot_embeddings_2d", "plot_zeroshot_bars",
+           "plot_confusion", "plot_history", "plot_attention", "plot_position_similarity",
+           "show_images", "show_retrieval", "show_patches"]
 
 IMAGE_COLOR, TEXT_COLOR = "tab:blue", "tab:orange"
 MAX_ANNOTATED = 20  # matrices larger than this per side are not annotated cell by cell
@@ -36,8 +47,9 @@ def _check_labels(labels: Sequence[str] | None, n: int, name: str) -> None:
         raise ValueError(f"{name} has {len(labels)} entries but the matrix has {n} along that axis")
 
 
-def _heatmap(ax, m: np.ndarray, row_labels, col_labels, annotate: bool, fmt: str, cmap: str) -> None:
-    im = ax.imshow(m, cmap=cmap, aspect="auto")
+def _heatmap(ax, m: np.ndarray, row_labels, col_labels, annotate: bool, fmt: str, cmap: str,
+             vmin: float | None = None, vmax: float | None = None) -> None:
+    im = ax.imshow(m, cmap=cmap, aspect="auto", vmin=vmin, vmax=vmax)
     ax.figure.colorbar(im, ax=ax)
     rows, cols = m.shape
     if row_labels is not None:
@@ -45,7 +57,8 @@ def _heatmap(ax, m: np.ndarray, row_labels, col_labels, annotate: bool, fmt: str
     if col_labels is not None:
         ax.set_xticks(range(cols), labels=list(col_labels), rotation=45, ha="right")
     if annotate and max(rows, cols) <= MAX_ANNOTATED:
-        mid = (np.nanmax(m) + np.nanmin(m)) / 2
+        lo = np.nanmin(m) if vmin is None else vmin
+        mid = (lo + (np.nanmax(m) if vmax is None else vmax)) / 2
         for i in range(rows):
             for j in range(cols):
                 ax.text(j, i, format(m[i, j], fmt), ha="center", va="center", fontsize=8,
@@ -53,14 +66,19 @@ def _heatmap(ax, m: np.ndarray, row_labels, col_labels, annotate: bool, fmt: str
 
 
 def plot_logits(logits, row_labels=None, col_labels=None, title: str = "image-text similarity",
-                annotate: bool = True, fmt: str = ".2f") -> Figure:
-    """Heatmap of a [rows, cols] logit, similarity or probability matrix; matching pairs (the diagonal) boxed."""
+                annotate: bool = True, fmt: str = ".2f", vmin: float | None = None,
+                vmax: float | None = None) -> Figure:
+    """Heatmap of a [rows, cols] logit, similarity or probability matrix; matching pairs (the diagonal) boxed.
+
+    `vmin`/`vmax` fix the colour scale (e.g. 0 and 1 for probabilities), so that
+    several figures can be compared by colour.
+    """
     m = _array(logits, "logits", ndim=2)
     _check_labels(row_labels, m.shape[0], "row_labels")
     _check_labels(col_labels, m.shape[1], "col_labels")
     size = (min(12, 3 + 0.8 * m.shape[1]), min(10, 2 + 0.6 * m.shape[0]))
     fig, ax = plt.subplots(figsize=size, layout="constrained")
-    _heatmap(ax, m, row_labels, col_labels, annotate, fmt, "viridis")
+    _heatmap(ax, m, row_labels, col_labels, annotate, fmt, "viridis", vmin, vmax)
     for i in range(min(m.shape)):
         ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
     ax.set_xlabel("texts")
@@ -145,89 +163,21 @@ def plot_embeddings_2d(image_emb, text_emb=None, labels=None, method: str = "pca
     return fig
 
 
-def _to_hwc(image: Any, name: str = "image") -> np.ndarray:
-    """A uint8 [3, H, W] tensor/array or a PIL image -> an [H, W, C] array for imshow."""
-    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
-        return np.asarray(image.convert("RGB"))
-    a = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if a.ndim != 3 or a.shape[0] not in (1, 3):
-        hint = " (channels last? use .permute(2, 0, 1))" if a.ndim == 3 and a.shape[-1] in (1, 3) else ""
-        raise ValueError(f"{name} must be [3, H, W] or [1, H, W] (channels first), got shape {a.shape}{hint}")
-    if a.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8 (the data contract), got {a.dtype}; show raw images, "
-                         "not normalised ones")
-    return a.transpose(1, 2, 0) if a.shape[0] == 3 else a[0]
-
-
-def _image_list(images: Any) -> list[np.ndarray]:
-    if isinstance(images, (torch.Tensor, np.ndarray)):
-        if images.ndim == 3:
-            images = images[None]
-        if images.ndim != 4:
-            raise ValueError(f"images must be a uint8 batch [N, 3, H, W] or a list of images, got shape "
-                             f"{tuple(images.shape)}")
-    return [_to_hwc(im, f"images[{i}]") for i, im in enumerate(images)]
-
-
-def _show(ax, hwc: np.ndarray, title: str | None = None) -> None:
-    ax.imshow(hwc, cmap="gray" if hwc.ndim == 2 else None)
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=8)
-
-
-def show_images(images, titles: Sequence[str] | None = None, ncols: int = 8) -> Figure:
-    """A grid of images with optional titles; one axes per image."""
-    ims = _image_list(images)
-    if not ims:
-        raise ValueError("images is empty")
-    if titles is not None and len(titles) != len(ims):
-        raise ValueError(f"got {len(titles)} titles for {len(ims)} images")
-    cols = min(ncols, len(ims))
-    rows = math.ceil(len(ims) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False, layout="constrained")
-    for k, ax in enumerate(axes.flat):
-        if k < len(ims):
-            _show(ax, ims[k], None if titles is None else str(titles[k]))
-        else:
-            ax.remove()
-    return fig
-
-
-def show_retrieval(query, images, scores, k: int = 5) -> Figure:
-    """The query (a text or an image) then the k best-scoring images, titled with rank and score."""
-    ims = _image_list(images)
-    s = _array(scores, "scores", ndim=1)
-    if len(s) != len(ims):
-        raise ValueError(f"scores has {len(s)} entries for {len(ims)} images")
-    k = min(k, len(ims))
-    if k < 1:
-        raise ValueError("k must be at least 1")
-    order = np.argsort(-s, kind="stable")[:k]
-    fig, axes = plt.subplots(1, k + 1, figsize=(1.8 * (k + 1), 2.2), layout="constrained")
-    if isinstance(query, str):
-        axes[0].text(0.5, 0.5, query, ha="center", va="center", wrap=True, fontsize=9)
-        axes[0].set_axis_off()
-        axes[0].set_title("query", fontsize=8)
-    else:
-        _show(axes[0], _to_hwc(query, "query"), "query")
-    for rank, (ax, i) in enumerate(zip(axes[1:], order), start=1):
-        _show(ax, ims[i], f"#{rank}  {s[i]:.3f}")
-    return fig
-
-
 def plot_zeroshot_bars(probs, class_names: Sequence[str], image=None, top: int = 5) -> Figure:
-    """Horizontal bars of the `top` most probable classes, with the image beside them if given."""
+    """Horizontal bars of the `top` most probable classes, each labelled with its probability, with the image
+    beside them if given."""
     p = _array(probs, "probs (one image's class probabilities)", ndim=1)
     if len(class_names) != len(p):
         raise ValueError(f"got {len(class_names)} class names for {len(p)} probabilities")
     order = np.argsort(-p, kind="stable")[:top][::-1]  # best at the top
     ncols = 1 if image is None else 2
-    fig, axes = plt.subplots(1, ncols, figsize=(3.2 * ncols + 1, 2.6), layout="constrained", squeeze=False)
+    height = max(2.6, 0.8 + 0.35 * len(order))
+    fig, axes = plt.subplots(1, ncols, figsize=(3.2 * ncols + 1, height), layout="constrained", squeeze=False)
     if image is not None:
-        _show(axes[0, 0], _to_hwc(image))
+        draw_image(axes[0, 0], to_hwc(image))
     ax = axes[0, -1]
-    ax.barh(range(len(order)), p[order], color=TEXT_COLOR)
+    bars = ax.barh(range(len(order)), p[order], color=TEXT_COLOR)
+    ax.bar_label(bars, fmt="%.3f", padding=3, fontsize=8, clip_on=False)
     ax.set_yticks(range(len(order)), labels=[class_names[i] for i in order])
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability")
@@ -269,4 +219,102 @@ def plot_history(history: Sequence[dict], keys: Sequence[str] = ("loss",), x: st
         ax.plot(xs, ys)
         ax.set_xlabel(x.replace("_", " "))
         ax.set_title(key)
+    return fig
+
+
+def plot_attention(weights, row_labels: Sequence[str] | None = None, col_labels: Sequence[str] | None = None,
+                   title: str | None = None, titles: Sequence[str] | None = None, vmax: float | None = None,
+                   ncols: int = 4) -> Figure:
+    """Heatmaps of attention weights: one [L, S] matrix, or one panel per head for [H, L, S].
+
+    Rows are queries (the token that attends), columns keys (the token attended
+    to); `row_labels`/`col_labels` name them (col_labels default to row_labels
+    when the matrix is square). A 0/1 mask draws the same way. Entries that are
+    -inf or NaN (an additive mask, a masked score) are drawn grey. All panels
+    share one colour scale, from 0 (or the smallest value) to `vmax` (default:
+    the largest value), so panels can be compared by colour.
+    """
+    w = _array(weights, "weights")
+    if w.ndim == 2:
+        w = w[None]
+    if w.ndim != 3:
+        raise ValueError(f"weights must be [L, S] or [H, L, S] (one matrix per head), got shape {w.shape}")
+    heads, rows, cols = w.shape
+    if col_labels is None and row_labels is not None and rows == cols:
+        col_labels = row_labels
+    _check_labels(row_labels, rows, "row_labels")
+    _check_labels(col_labels, cols, "col_labels")
+    if titles is not None and len(titles) != heads:
+        raise ValueError(f"got {len(titles)} titles for {heads} panels")
+    finite = w[np.isfinite(w)]
+    vmin = min(0.0, float(finite.min())) if finite.size else 0.0
+    if vmax is None:
+        vmax = float(finite.max()) if finite.size else 1.0
+    ncols = min(ncols, heads)
+    nrows = math.ceil(heads / ncols)
+    side = (max(2.5, 0.32 * cols + 1.2), max(2.2, 0.32 * rows + 1.0))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(side[0] * ncols + 0.8, side[1] * nrows + 0.4),
+                             squeeze=False, layout="constrained")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgray")
+    for k, ax in enumerate(axes.flat):
+        if k >= heads:
+            ax.remove()
+            continue
+        im = ax.imshow(np.ma.masked_invalid(w[k]), cmap=cmap, vmin=vmin, vmax=vmax)
+        if row_labels is not None:
+            ax.set_yticks(range(rows), labels=list(row_labels))
+        if col_labels is not None:
+            ax.set_xticks(range(cols), labels=list(col_labels), rotation=90)
+        if titles is not None or heads > 1:
+            ax.set_title(titles[k] if titles is not None else f"head {k}", fontsize=10)
+        if k % ncols == 0:
+            ax.set_ylabel("query (attending)")
+        if k + ncols >= heads:  # the lowest panel of its column
+            ax.set_xlabel("key (attended to)")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _position_mosaic(table: np.ndarray, grid: int) -> np.ndarray:
+    """Cosine similarity of each grid position with every other, as grid x grid tiles with a gap between."""
+    unit = F.normalize(torch.as_tensor(table, dtype=torch.float64), dim=-1)
+    sims = (unit @ unit.T).view(grid, grid, grid, grid).numpy()
+    step = grid + 1
+    mosaic = np.full((grid * step - 1, grid * step - 1), np.nan)
+    for r in range(grid):
+        for c in range(grid):
+            mosaic[r * step:r * step + grid, c * step:c * step + grid] = sims[r, c]
+    return mosaic
+
+
+def plot_position_similarity(positional_embedding, grid: int, titles: Sequence[str] | None = None) -> Figure:
+    """What a ViT's position table has learned: tile (r, c) shows the cosine similarity of position (r, c)
+    with every position of the grid.
+
+    `positional_embedding` is one table [grid*grid (+1), W] or a list of them
+    (one panel each); a first row for the class token is dropped.
+    """
+    tables = [positional_embedding] if isinstance(positional_embedding, (torch.Tensor, np.ndarray)) \
+        else list(positional_embedding)
+    if titles is not None and len(titles) != len(tables):
+        raise ValueError(f"got {len(titles)} titles for {len(tables)} tables")
+    mosaics = []
+    for k, table in enumerate(tables):
+        t = _array(table, f"positional_embedding[{k}]", ndim=2)
+        if len(t) == grid * grid + 1:
+            t = t[1:]  # the class token's row has no place on the grid
+        if len(t) != grid * grid:
+            raise ValueError(f"a {grid}x{grid} grid needs {grid * grid} positions (+1 for the class token), "
+                             f"got a table with {len(t)} rows")
+        mosaics.append(_position_mosaic(t, grid))
+    fig, axes = plt.subplots(1, len(mosaics), figsize=(4.6 * len(mosaics) + 1, 4.6), squeeze=False,
+                             layout="constrained")
+    for k, (ax, mosaic) in enumerate(zip(axes[0], mosaics)):
+        im = ax.imshow(mosaic, cmap="viridis", vmin=-1, vmax=1)
+        ax.set_axis_off()
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=10)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="cosine similarity")
     return fig

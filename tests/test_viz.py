@@ -13,7 +13,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from clipedu import viz  # noqa: E402
+from clipedu import gallery, viz  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -162,3 +162,71 @@ def test_plot_history_panels_and_sparse_keys():
         viz.plot_history(history, x="epoch")
     with pytest.raises(ValueError, match="empty"):
         viz.plot_history([])
+
+
+def test_plot_zeroshot_bars_labels_probabilities():
+    fig = viz.plot_zeroshot_bars(torch.tensor([0.25, 0.75]), ["a", "b"], top=2)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0.250", "0.750"]  # bars are drawn bottom-up
+
+
+def test_plot_logits_fixed_colour_scale():
+    fig = viz.plot_logits(torch.tensor([[0.2, 0.3], [0.1, 0.4]]), vmin=0, vmax=1)
+    assert fig.axes[0].images[0].get_clim() == (0, 1)
+
+
+def test_plot_attention_heads_share_a_scale_and_label_tokens():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 4, 4, generator=g).softmax(-1)
+    fig = viz.plot_attention(w, row_labels=list("abcd"), title="t")
+    heads = [ax for ax in fig.axes if ax.images]
+    assert len(heads) == 3 and len(fig.axes) == 4  # three heads and the colour bar
+    assert [ax.get_title() for ax in heads] == ["head 0", "head 1", "head 2"]
+    assert {ax.images[0].get_clim() for ax in heads} == {(0.0, float(w.max()))}
+    assert np.allclose(heads[1].images[0].get_array(), w[1].numpy())
+    assert [t.get_text() for t in heads[0].get_xticklabels()] == list("abcd")  # square: keys reuse the labels
+    assert fig._suptitle.get_text() == "t"
+
+
+def test_plot_attention_masked_entries_and_bad_input():
+    mask = torch.full((3, 3), float("-inf")).triu(1)
+    fig = viz.plot_attention(mask, titles=["additive mask"])
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.mask.tolist() == torch.isinf(mask).tolist()  # -inf cells are masked (drawn grey)
+    assert fig.axes[0].get_title() == "additive mask"
+    assert len(viz.plot_attention(torch.rand(2, 5), row_labels=["q1", "q2"]).axes) == 2  # [L, S], not square
+    with pytest.raises(ValueError, match=r"\[L, S\] or \[H, L, S\]"):
+        viz.plot_attention(torch.zeros(4))
+    with pytest.raises(ValueError, match="row_labels has 2 entries but the matrix has 3"):
+        viz.plot_attention(torch.zeros(3, 3), row_labels=["a", "b"])
+    with pytest.raises(ValueError, match="got 1 titles for 2 panels"):
+        viz.plot_attention(torch.zeros(2, 3, 3), titles=["x"])
+
+
+def test_show_patches_numbers_patches_in_reading_order():
+    image = torch.zeros(3, 8, 12, dtype=torch.uint8)
+    image[:, 4:, 8:] = 255  # the last patch of a 2 x 3 grid is white
+    fig = viz.show_patches(image, 4)
+    main, *tiles = fig.axes
+    assert sorted(t.get_text() for t in main.texts) == [str(k) for k in range(6)]
+    assert "2x3 = 6 patches of 4x4" in main.get_title()
+    assert [ax.get_title() for ax in tiles] == [str(k) for k in range(6)]
+    assert tiles[5].images[0].get_array().min() == 255 and tiles[4].images[0].get_array().max() == 0
+    assert len(viz.show_patches(image, 4, sequence=False).axes) == 1
+    many = viz.show_patches(torch.zeros(3, 32, 32, dtype=torch.uint8), 4)  # 64 patches: strip cut short
+    assert len(many.axes) == 1 + gallery.MAX_SEQUENCE + 1  # the image, the strip, "... 40 more"
+    assert many.axes[-1].texts[0].get_text() == f"... {64 - gallery.MAX_SEQUENCE}\nmore"
+    with pytest.raises(ValueError, match="divisible by the patch size"):
+        viz.show_patches(image, 5)
+
+
+def test_plot_position_similarity_tiles():
+    grid = 3
+    table = torch.eye(grid * grid + 1)  # orthogonal positions, with a class-token row
+    fig = viz.plot_position_similarity([table, torch.ones(grid * grid, 4)], grid, titles=["eye", "ones"])
+    eye, ones = (ax.images[0].get_array() for ax in fig.axes[:2])
+    assert eye.shape == (grid * (grid + 1) - 1,) * 2
+    assert eye[0, 0] == 1 and eye[0, 1] == 0 and eye.mask[0, grid]  # tile (0, 0); the gap after it
+    assert eye[grid + 1 + 1, 1] == 0 and eye[grid + 1 + 1, grid + 1 + 1] == 1  # tile (1, 1): itself at (1, 1)
+    assert np.nanmin(ones) == 1  # identical positions are all similar
+    with pytest.raises(ValueError, match="needs 9 positions"):
+        viz.plot_position_similarity(torch.zeros(8, 4), grid)
