@@ -1,0 +1,243 @@
+"""Named training presets: every setting of a run in one dataclass, and the data it names.
+
+`python -m clipedu.train --preset shapes-tiny` and `train("shapes-tiny")` both
+start from `PRESETS["shapes-tiny"]`; command-line flags and keyword arguments
+override single fields. The whole config is stored in each checkpoint, so a
+resumed run can check that it continues the same experiment.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from clipedu.datasets import CaptionedImages
+from clipedu.tokenizer import BPETokenizer, clip_tokenizer
+
+DATA_SOURCES = ("shapes", "shapes-multi", "digits", "captions-folder")
+
+# Fields that steer a run without changing what it computes: they may differ
+# between a run and its resumption.
+RUN_CONTROL_FIELDS = ("device", "eval_every", "save_every", "stop_after")
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "custom"
+
+    # data
+    data: str = "shapes"  # one of DATA_SOURCES
+    data_dir: str | None = None  # the folder for data="captions-folder"
+    data_seed: int = 0  # which world / split to generate (shapes, digits)
+    train_size: int = 20_000  # training images to generate (shapes)
+    eval_size: int = 500  # images per evaluation split
+    image_size: int = 32  # side of the (square) model input, in pixels
+    augment: bool = False  # the paper's random square crop
+
+    # model: a named config from clipedu.model.CONFIGS, then field overrides
+    model: str = "course-vit"
+    model_overrides: dict = field(default_factory=dict)
+    context_length: int = 24
+    tokenizer: str = "bpe"  # "bpe": train BPE merges on the training captions; "clip": CLIP's 49,408
+    vocab_size: int = 1000  # upper bound for tokenizer="bpe"
+    init_temperature: float = 0.07  # the paper's initial tau; logit_scale = ln(1 / tau)
+    learn_temperature: bool = True  # False: tau stays at init_temperature (notebook 19)
+    loss: str = "clip"  # "clip": the paper's softmax loss; "siglip": the sigmoid loss (notebook 18)
+
+    # optimisation
+    steps: int = 1000
+    batch_size: int = 128  # the global batch, summed over processes
+    accum_steps: int = 1  # micro-batches per step (gradient accumulation)
+    lr: float = 1e-3
+    min_lr: float = 0.0
+    warmup_steps: int = 50
+    weight_decay: float = 0.2
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    grad_clip: float | None = 1.0  # max global gradient norm; None disables clipping
+    max_logit_scale: float = 100.0  # the paper's clamp on exp(t)
+    seed: int = 0  # model initialisation, batch order, captions, crops
+
+    # run control (may change on resume)
+    device: str | None = None  # None: cuda if available, else cpu
+    eval_every: int = 0  # 0: evaluate only at the end
+    save_every: int = 0  # 0: checkpoint only at the end (and on Ctrl-C)
+    stop_after: int | None = None  # end after this step as if interrupted
+
+    def to_dict(self) -> dict:
+        """A plain dict (lists for tuples), as stored in checkpoints and metrics.json."""
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        d["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_overrides.items()}
+        return d
+
+    def identity(self) -> dict:
+        """The fields that define the experiment (what a resumed run must match)."""
+        d = self.to_dict()
+        for name in RUN_CONTROL_FIELDS:
+            d.pop(name)
+        return d
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # The course default: trains on a 2-core CPU in about two minutes and
+    # classifies held-out colour-shape compositions zero-shot.
+    "shapes-tiny": TrainConfig(
+        preset="shapes-tiny",
+        image_size=32, context_length=16,
+        model="course-rn",
+        model_overrides=dict(embed_dim=64, vision_layers=(1, 1, 1, 1), vision_width=8,
+                             transformer_width=64, transformer_heads=2, transformer_layers=1),
+        steps=1600, batch_size=64, lr=3e-3, warmup_steps=50, weight_decay=0.1,
+        eval_every=200,
+    ),
+    # The same world at 64 px with a bigger model, for a GPU.
+    "shapes-gpu": TrainConfig(
+        preset="shapes-gpu",
+        train_size=100_000, eval_size=2000, image_size=64, augment=True,
+        model_overrides=dict(embed_dim=256, vision_layers=6, vision_width=256, vision_patch_size=8,
+                             transformer_width=256, transformer_heads=4, transformer_layers=6),
+        steps=3000, batch_size=512, lr=1e-3, warmup_steps=200, weight_decay=0.1,
+        eval_every=500, save_every=1000,
+    ),
+    # Single shapes mixed with two-shape relations and counts of 1 to 4: the
+    # training data for notebook 14 (CLIP's limits).
+    "shapes-multi": TrainConfig(
+        preset="shapes-multi",
+        data="shapes-multi", image_size=32, context_length=16,
+        model="course-rn",
+        model_overrides=dict(embed_dim=64, vision_layers=(1, 1, 1, 1), vision_width=8,
+                             transformer_width=64, transformer_heads=2, transformer_layers=1),
+        steps=1200, batch_size=64, lr=3e-3, warmup_steps=50, weight_decay=0.1,
+    ),
+    # scikit-learn's 8x8 handwritten digits, upscaled, with captions such as "a handwritten 7".
+    "digits": TrainConfig(
+        preset="digits",
+        data="digits", image_size=32, context_length=16,
+        model_overrides=dict(embed_dim=64, vision_layers=2, vision_width=64, vision_patch_size=8,
+                             vision_heads=2, transformer_width=64, transformer_heads=2, transformer_layers=2),
+        steps=400, batch_size=64, lr=2e-3, warmup_steps=40, weight_decay=0.1,
+        eval_every=100,
+    ),
+    # A user's own captioned images (CSV, Flickr, COCO layouts): pass --data DIR.
+    "captions-folder": TrainConfig(
+        preset="captions-folder",
+        data="captions-folder", image_size=64, augment=True, context_length=32,
+        tokenizer="clip",
+        model_overrides=dict(embed_dim=256, vision_layers=4, vision_width=256, vision_patch_size=8,
+                             transformer_width=256, transformer_heads=4, transformer_layers=4),
+        steps=2000, batch_size=128, lr=5e-4, warmup_steps=200,
+        eval_every=500, save_every=500,
+    ),
+}
+
+
+def get_preset(name: str) -> TrainConfig:
+    """A fresh copy of the named preset."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    return dataclasses.replace(preset, model_overrides=dict(preset.model_overrides))
+
+
+def apply_overrides(config: TrainConfig, **overrides) -> TrainConfig:
+    """A copy of `config` with some fields replaced; unknown names raise with the valid ones."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"unknown TrainConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}")
+    return dataclasses.replace(config, **overrides)
+
+
+# ------------------------------------------------------------------ the data a preset names
+
+
+@dataclass
+class TrainData:
+    """The training set and what evaluation needs.
+
+    zeroshot_sets maps a metric name ("zeroshot_acc", "zeroshot_heldout_acc") to a
+    labelled test set whose labels index `class_prompts` (one prompt list per class).
+    retrieval_set is a held-out captioned set for Recall@K.
+    """
+
+    train: CaptionedImages
+    zeroshot_sets: dict[str, CaptionedImages]
+    class_prompts: list[list[str]] | None
+    retrieval_set: CaptionedImages
+
+
+def _load_folder(root: str | None, image_size: int) -> CaptionedImages:
+    """A CaptionFolder read into memory once, resized to the training resolution."""
+    from clipedu.datasets import CaptionFolder
+
+    if root is None:
+        raise ValueError("the captions-folder preset needs your data: pass --data DIR "
+                         "(a folder of images with a captions CSV, Flickr or COCO file)")
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"data folder not found: {root}; pass --data with an existing folder")
+    folder = CaptionFolder(root, image_size=image_size)
+    images = torch.stack([folder[i][0] for i in range(len(folder))])
+    return CaptionedImages(images, [list(c) for c in folder.captions])
+
+
+def _subset(data: CaptionedImages, index: slice) -> CaptionedImages:
+    return CaptionedImages(data.images[index], data.captions[index])
+
+
+def load_data(config: TrainConfig) -> TrainData:
+    """Generate or read the datasets a config names."""
+    if config.data == "shapes":
+        from clipedu.shapes import ShapesWorld
+
+        world = ShapesWorld(seed=config.data_seed, image_size=config.image_size)
+        seen = world.test(config.eval_size, "seen")
+        prompts = world.prompts()
+        return TrainData(world.train(config.train_size),
+                         {"zeroshot_acc": seen, "zeroshot_heldout_acc": world.test(config.eval_size, "heldout")},
+                         [prompts[name] for name in world.class_names], seen)
+    if config.data == "shapes-multi":
+        from clipedu.shapes import ShapesWorld
+
+        world = ShapesWorld(seed=config.data_seed, image_size=config.image_size)
+        third = config.train_size // 3
+        parts = [world.train(config.train_size - 2 * third), world.relations(third, seed=1), world.counts(third, seed=1)]
+        train = CaptionedImages(torch.cat([p.images for p in parts]), [c for p in parts for c in p.captions])
+        seen = world.test(config.eval_size, "seen")
+        prompts = world.prompts()
+        return TrainData(train, {"zeroshot_acc": seen}, [prompts[name] for name in world.class_names], seen)
+    if config.data == "digits":
+        from clipedu.digits import DIGIT_WORDS, PROMPT_TEMPLATES, digits_dataset
+
+        test = digits_dataset("test", config.data_seed, config.image_size)
+        return TrainData(digits_dataset("train", config.data_seed, config.image_size), {"zeroshot_acc": test},
+                         [[t.format(w) for t in PROMPT_TEMPLATES] for w in DIGIT_WORDS], test)
+    if config.data == "captions-folder":
+        data = _load_folder(config.data_dir, config.image_size)
+        n_val = min(config.eval_size, len(data) // 5)  # the last images are kept for validation
+        if n_val < 1:
+            raise ValueError(f"{config.data_dir} holds {len(data)} images, too few to train and validate")
+        return TrainData(_subset(data, slice(0, len(data) - n_val)), {}, None,
+                         _subset(data, slice(len(data) - n_val, None)))
+    raise ValueError(f"unknown data source {config.data!r}; known sources: {', '.join(DATA_SOURCES)}")
+
+
+def build_tokenizer(config: TrainConfig, captions: list[list[str]]) -> BPETokenizer:
+    """CLIP's tokenizer, or BPE merges learnt from the training captions (small vocabulary)."""
+    if config.tokenizer == "clip":
+        return clip_tokenizer()
+    if config.tokenizer == "bpe":
+        return BPETokenizer.train((c for caps in captions for c in caps), config.vocab_size)
+    raise ValueError(f"unknown tokenizer {config.tokenizer!r}; use 'bpe' or 'clip'")
+
+
+def tokenizer_state(config: TrainConfig, tokenizer: BPETokenizer) -> dict:
+    """The tokenizer as plain lists and strings, so that a checkpoint stays weights_only-loadable."""
+    if config.tokenizer == "clip":
+        return {"kind": "clip"}
+    return {"kind": "bpe", "merges": [list(m) for m in tokenizer.merges]}
+
+
+def tokenizer_from_state(state: dict) -> BPETokenizer:
+    return clip_tokenizer() if state["kind"] == "clip" else BPETokenizer([tuple(m) for m in state["merges"]])

@@ -1,0 +1,59 @@
+"""Trained course models on demand: load a cached checkpoint, or train it once.
+
+Later notebooks need a trained model without spending minutes on it each
+time. `load_or_train("shapes-tiny")` keeps one run per preset under
+`<repo>/.cache/clipedu/<preset>/` and retrains it only when the checkpoint is
+missing, unreadable, from another config, or unfinished (then it resumes).
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from clipedu.checkpoint import CheckpointError, load_checkpoint
+from clipedu.model import CLIP, CLIPConfig
+from clipedu.presets import RUN_CONTROL_FIELDS, apply_overrides, get_preset, tokenizer_from_state
+from clipedu.tokenizer import BPETokenizer
+
+CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "clipedu"
+
+
+def load_model(path: str | Path) -> tuple[CLIP, BPETokenizer, dict]:
+    """(model in eval mode, its tokenizer, the checkpoint dict) from a training checkpoint."""
+    ckpt = load_checkpoint(path)
+    if "model_config" not in ckpt["extra"] or "tokenizer" not in ckpt["extra"]:
+        raise CheckpointError(f"{path} was not written by clipedu.train (no model config or tokenizer in it)")
+    model = CLIP(CLIPConfig(**ckpt["extra"]["model_config"]))
+    if "logit_bias" in ckpt["model"]:  # trained with loss="siglip"
+        model.logit_bias = torch.nn.Parameter(torch.zeros([]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), tokenizer_from_state(ckpt["extra"]["tokenizer"]), ckpt
+
+
+def load_or_train(preset: str = "shapes-tiny", cache_dir: str | Path | None = None,
+                  progress: bool = True, **overrides) -> tuple[CLIP, BPETokenizer, dict]:
+    """(model, tokenizer, final metrics) of `preset`, trained on first use and cached.
+
+    `overrides` change TrainConfig fields; a cached run with other settings is retrained.
+    """
+    config = apply_overrides(get_preset(preset), **overrides)
+    out = Path(cache_dir) if cache_dir is not None else CACHE_DIR / preset
+    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
+    resume = False
+    if ckpt_path.is_file():
+        try:
+            ckpt = load_checkpoint(ckpt_path, expected_config=config.to_dict(), ignore_fields=RUN_CONTROL_FIELDS)
+            metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+            if ckpt["step"] == config.steps and metrics.get("final"):
+                model, tokenizer, _ = load_model(ckpt_path)
+                return model, tokenizer, metrics["final"]
+            resume = True  # an interrupted run: finish it
+        except (CheckpointError, json.JSONDecodeError):
+            shutil.rmtree(out)  # corrupt or stale (the preset changed): start again
+    from clipedu.train import train  # here, not at the top: clipedu.train re-exports this module
+
+    final = train(config, out, resume=resume, progress=progress)
+    model, tokenizer, _ = load_model(ckpt_path)
+    return model, tokenizer, final
