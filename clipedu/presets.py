@@ -82,23 +82,26 @@ class TrainConfig:
 
 PRESETS: dict[str, TrainConfig] = {
     # The course default: trains on a 2-core CPU in about two minutes and
-    # classifies held-out colour-shape compositions zero-shot.
+    # classifies held-out colour-shape compositions zero-shot. A small ResNet
+    # (BatchNorm, 8 channels wide); the held-out accuracy climbs late, after the
+    # seen pairs are learnt, so the schedule is long rather than the model big.
     "shapes-tiny": TrainConfig(
         preset="shapes-tiny",
         image_size=32, context_length=16,
         model="course-rn",
         model_overrides=dict(embed_dim=64, vision_layers=(1, 1, 1, 1), vision_width=8,
                              transformer_width=64, transformer_heads=2, transformer_layers=1),
-        steps=1600, batch_size=64, lr=3e-3, warmup_steps=50, weight_decay=0.1,
-        eval_every=200,
+        steps=4000, batch_size=64, lr=3e-3, warmup_steps=50, weight_decay=0.1,
+        eval_every=500,
     ),
-    # The same world at 64 px with a bigger model, for a GPU.
+    # The same world at 64 px, a wider ResNet and a bigger batch: the course's model on a GPU.
     "shapes-gpu": TrainConfig(
         preset="shapes-gpu",
-        train_size=100_000, eval_size=2000, image_size=64, augment=True,
-        model_overrides=dict(embed_dim=256, vision_layers=6, vision_width=256, vision_patch_size=8,
-                             transformer_width=256, transformer_heads=4, transformer_layers=6),
-        steps=3000, batch_size=512, lr=1e-3, warmup_steps=200, weight_decay=0.1,
+        train_size=100_000, eval_size=2000, image_size=64, context_length=16,
+        model="course-rn",
+        model_overrides=dict(embed_dim=128, vision_layers=(1, 1, 1, 1), vision_width=32,
+                             transformer_width=128, transformer_heads=2, transformer_layers=2),
+        steps=4000, batch_size=256, lr=2e-3, warmup_steps=100, weight_decay=0.1,
         eval_every=500, save_every=1000,
     ),
     # Single shapes mixed with two-shape relations and counts of 1 to 4: the
@@ -131,6 +134,11 @@ PRESETS: dict[str, TrainConfig] = {
         eval_every=500, save_every=500,
     ),
 }
+
+
+def course_preset() -> str:
+    """The preset the notebooks train and load: shapes-gpu when a GPU is present, else shapes-tiny."""
+    return "shapes-gpu" if torch.cuda.is_available() else "shapes-tiny"
 
 
 def get_preset(name: str) -> TrainConfig:

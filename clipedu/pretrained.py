@@ -14,7 +14,7 @@ import torch
 
 from clipedu.checkpoint import CheckpointError, load_checkpoint
 from clipedu.model import CLIP, CLIPConfig
-from clipedu.presets import RUN_CONTROL_FIELDS, apply_overrides, get_preset, tokenizer_from_state
+from clipedu.presets import RUN_CONTROL_FIELDS, apply_overrides, course_preset, get_preset, tokenizer_from_state
 from clipedu.tokenizer import BPETokenizer
 
 CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "clipedu"
@@ -32,12 +32,14 @@ def load_model(path: str | Path) -> tuple[CLIP, BPETokenizer, dict]:
     return model.eval(), tokenizer_from_state(ckpt["extra"]["tokenizer"]), ckpt
 
 
-def load_or_train(preset: str = "shapes-tiny", cache_dir: str | Path | None = None,
+def load_or_train(preset: str | None = None, cache_dir: str | Path | None = None,
                   progress: bool = True, **overrides) -> tuple[CLIP, BPETokenizer, dict]:
     """(model, tokenizer, final metrics) of `preset`, trained on first use and cached.
 
+    preset=None takes `course_preset()`: shapes-tiny on a CPU, shapes-gpu on a GPU.
     `overrides` change TrainConfig fields; a cached run with other settings is retrained.
     """
+    preset = preset or course_preset()
     config = apply_overrides(get_preset(preset), **overrides)
     out = Path(cache_dir) if cache_dir is not None else CACHE_DIR / preset
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"

@@ -218,3 +218,15 @@ def test_captions_folder_trains_on_a_users_csv(tmp_path):
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert ckpt["extra"]["tokenizer"] == {"kind": "clip"}  # the preset's choice: CLIP's own vocabulary
     assert ckpt["model"]["token_embedding.weight"].shape[0] == 49408
+
+
+def test_the_course_preset_follows_the_device(monkeypatch):
+    from clipedu import presets
+
+    monkeypatch.setattr(presets.torch.cuda, "is_available", lambda: False)
+    assert presets.course_preset() == "shapes-tiny"
+    monkeypatch.setattr(presets.torch.cuda, "is_available", lambda: True)
+    assert presets.course_preset() == "shapes-gpu"
+    gpu, cpu = get_preset("shapes-gpu"), get_preset("shapes-tiny")
+    assert gpu.image_size > cpu.image_size and gpu.batch_size > cpu.batch_size  # the larger configuration
+    assert gpu.model == cpu.model  # the same family, which the CPU runs show to generalise
