@@ -11,17 +11,8 @@ from clipedu.checkpoint import load_checkpoint
 from clipedu.distributed import DistState
 from clipedu.loss import clip_loss, siglip_loss
 from clipedu.presets import apply_overrides, get_preset
-from clipedu.train import build_model, contrastive_backward, train
-
-TINY = dict(train_size=300, eval_size=40, image_size=24, context_length=24, vocab_size=600, batch_size=16,
-            lr=2e-3, warmup_steps=2, weight_decay=0.2, augment=False, model="course-vit", model_overrides=dict(embed_dim=32, vision_layers=1, vision_width=32,
-                                                 vision_patch_size=8, vision_heads=1, transformer_width=32,
-                                                 transformer_heads=1, transformer_layers=1))
-
-
-def run(out, **kw):
-    return train("shapes-tiny", out, progress=False, **{**TINY, "eval_every": 0, **kw})
-
+from clipedu.train import build_model, contrastive_backward
+from test_train import TINY, run  # the same tiny model and short runs as the loop's own tests
 
 def history(out):
     return json.loads((out / "metrics.json").read_text())["history"]
