@@ -1,0 +1,286 @@
+"""Short experiments beyond the paper's recipe (notebooks 18-20 and their benchmarks).
+
+`clipedu.train.train` runs one configured training run and writes its
+checkpoint. The experiments here train many short runs on one shared dataset,
+changing one thing at a time, so they have their own small loop (`train_run`):
+
+- `loss="siglip"`: SigLIP's pairwise sigmoid loss (Zhai et al. 2023) with its
+  learned bias, started at the paper's s = 10 and b = -10, or at any other
+  value (`bias="balanced"`: the log-odds of one match in a batch);
+- `temperature=T`: the temperature held fixed at T instead of learned, with
+  no clamp, so T > 1 is allowed.
+
+Everything else is `train.train`'s: the preset's model (`build_model`), the
+no-duplicate-caption batches of `UniqueCaptionBatchSampler`, AdamW with
+warmup + cosine, gradient clipping, and `train.evaluate` for the metrics.
+
+The module also holds what notebooks 19 and 20 measure on trained models:
+the modality gap (Liang et al. 2022) and zero-shot accuracy for sets of
+prompt templates.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clipedu.distributed import DistState
+from clipedu.loss import clamp_logit_scale, clip_loss, siglip_loss
+from clipedu.optim import build_optimizer, cosine_schedule, set_lr
+from clipedu.presets import TrainConfig, TrainData, apply_overrides, build_tokenizer, get_preset, load_data
+from clipedu.sampler import UniqueCaptionBatchSampler
+from clipedu.train import build_model, evaluate, step_inputs
+from clipedu.zeroshot import classifier_from_prompts, classify_features, encode_images, encode_texts, ensemble_prompts
+
+LOSSES = {"clip": "softmax (CLIP)", "siglip": "sigmoid (SigLIP)"}
+SIGLIP_INIT_SCALE, SIGLIP_INIT_BIAS = 10.0, -10.0  # the SigLIP paper's t' = ln 10 and b = -10
+
+@dataclass
+class Setup:
+    """A config with its data and tokenizer, built once and shared by the runs of one experiment."""
+
+    config: TrainConfig
+    data: TrainData
+    tokenizer: object
+
+
+def setup(config: TrainConfig | str = "shapes-tiny", **overrides) -> Setup:
+    """Generate the data and learn the tokenizer that `config` (a preset name or a TrainConfig) names."""
+    config = apply_overrides(get_preset(config) if isinstance(config, str) else config, **overrides)
+    data = load_data(config)
+    return Setup(config, data, build_tokenizer(config, data.train.captions))
+
+
+@dataclass
+class Run:
+    model: nn.Module  # in eval mode; a SigLIP model also has `logit_bias`
+    history: list[dict]  # one record per step: step, images_seen, loss, logit_scale (+ logit_bias, metrics)
+    final: dict  # train.evaluate's metrics at the end, with steps, images_seen and seconds
+
+
+def balanced_bias(batch_size: int) -> float:
+    """The SigLIP bias b with sigmoid(b) = 1 / N: the log-odds that a random pair of a batch of N matches."""
+    if batch_size < 2:
+        raise ValueError(f"a batch needs at least 2 pairs to have negatives, got {batch_size}")
+    return -math.log(batch_size - 1)
+
+
+def build_run_model(config: TrainConfig, vocab_size: int, loss: str = "clip", temperature: float | None = None,
+                    bias: float | str | None = None) -> nn.Module:
+    """The preset's freshly initialised CLIP, set up for `loss` and a learned or fixed temperature.
+
+    SigLIP starts at the paper's s = 10 and b = -10; `bias` replaces the -10 with
+    a number, or with "balanced" for `balanced_bias(config.batch_size)`.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    if temperature is not None and temperature <= 0:
+        raise ValueError(f"the temperature must be positive, got {temperature}")
+    if bias is not None and loss != "siglip":
+        raise ValueError("only the siglip loss has a bias")
+    if bias == "balanced":
+        bias = balanced_bias(config.batch_size)
+    plain = {k: v for k, v in (("loss", "clip"), ("learn_temperature", True)) if hasattr(config, k)}
+    model = build_model(apply_overrides(config, **plain), vocab_size)  # seeded: the same weights for every loss
+    with torch.no_grad():
+        if loss == "siglip":
+            model.logit_scale.fill_(math.log(SIGLIP_INIT_SCALE))
+            model.logit_bias = nn.Parameter(torch.tensor(SIGLIP_INIT_BIAS if bias is None else float(bias)))
+        if temperature is not None:
+            model.logit_scale.fill_(math.log(1 / temperature))
+    model.logit_scale.requires_grad_(temperature is None)
+    return model
+
+
+def run_loss(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """The model's training loss on one batch: SigLIP's if the model has a bias, else CLIP's."""
+    img, txt, scale = model(images, tokens)
+    if hasattr(model, "logit_bias"):
+        return siglip_loss(img, txt, scale, model.logit_bias)
+    return clip_loss(img, txt, scale)
+
+
+def train_run(s: Setup, loss: str = "clip", temperature: float | None = None, bias: float | str | None = None,
+              eval_every: int = 0, **overrides) -> Run:
+    """Train one model on `s.data` and return it with its history and final metrics.
+
+    `overrides` replace config fields (batch_size, steps, lr, seed, ...). A learned
+    temperature is clamped as in training (1/100 <= T <= 1); a fixed one is left
+    as given, so T > 1 is allowed.
+    """
+    config = apply_overrides(s.config, **overrides)
+    if config.batch_size > len(s.data.train):
+        raise ValueError(f"batch_size={config.batch_size} is larger than the {len(s.data.train)} training images")
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = build_run_model(config, s.tokenizer.vocab_size, loss, temperature, bias).to(device)
+    optimizer = build_optimizer(model, config.lr, config.weight_decay, tuple(config.betas), config.eps)
+    caps = s.data.train.captions
+    width = max(len(c) for c in caps)
+    flat = [c[j % len(c)] for c in caps for j in range(width)]
+    tokens = s.tokenizer(flat, context_length=config.context_length, truncate=True).view(len(caps), width, -1)
+    sampler = UniqueCaptionBatchSampler(caps, config.batch_size, seed=config.seed)
+    history, seconds = [], 0.0
+    model.train()
+    for step in range(config.steps):
+        start = time.perf_counter()
+        set_lr(optimizer, cosine_schedule(step, config.steps, config.warmup_steps, config.lr, config.min_lr))
+        images, text = step_inputs(s.data, tokens, sampler, config, step, DistState(), device)
+        value = run_loss(model, images, text)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        if config.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        if temperature is None:
+            clamp_logit_scale(model, config.max_logit_scale)
+        seconds += time.perf_counter() - start
+        record = {"step": step + 1, "images_seen": (step + 1) * config.batch_size, "loss": value.item(),
+                  "logit_scale": model.logit_scale.exp().item()}
+        if hasattr(model, "logit_bias"):
+            record["logit_bias"] = model.logit_bias.item()
+        if eval_every and (step + 1) % eval_every == 0 and step + 1 < config.steps:
+            record.update(evaluate(model, s.tokenizer, s.data))
+        history.append(record)
+    final = {"steps": config.steps, "images_seen": config.steps * config.batch_size, "seconds": round(seconds, 3),
+             **evaluate(model, s.tokenizer, s.data)}
+    if history:
+        history[-1].update({k: v for k, v in final.items() if k not in history[-1]})
+    return Run(model.eval(), history, final)
+
+
+VARIANTS = {"clip": dict(loss="clip"), "siglip": dict(loss="siglip")}
+
+
+def batch_sweep(s: Setup, batch_sizes, images: int, variants: dict | None = None, log=None, **overrides) -> list[dict]:
+    """Train each variant at each batch size for images // batch_size steps: the same images seen by all.
+
+    `variants` maps a name to `train_run` arguments (default: CLIP's and SigLIP's
+    losses, `VARIANTS`). Returns one dict per run: variant, loss, batch_size, the
+    final metrics, and the last logit_scale (and logit_bias).
+    """
+    variants = VARIANTS if variants is None else variants
+    results = []
+    for b in batch_sizes:
+        steps = images // b
+        if steps < 1:
+            raise ValueError(f"{images} images are fewer than one batch of {b}")
+        for name, kwargs in variants.items():
+            run = train_run(s, **kwargs, batch_size=b, steps=steps, warmup_steps=max(1, steps // 10), **overrides)
+            last = run.history[-1]
+            result = {"variant": name, "loss": kwargs.get("loss", "clip"), "batch_size": b, **run.final,
+                      "logit_scale": last["logit_scale"]}
+            if "logit_bias" in last:
+                result["logit_bias"] = last["logit_bias"]
+            results.append(result)
+            if log is not None:
+                log(f"batch {b:4d} ({steps:5d} steps)  {name:22s} zero-shot seen {run.final['zeroshot_acc']:.3f}  "
+                    f"held-out {run.final['zeroshot_heldout_acc']:.3f}  ({run.final['seconds']:.0f} s)")
+    return results
+
+
+# ------------------------------------------------------------------ the modality gap
+
+
+def modality_gap(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """The gap vector: the mean of the unit image embeddings minus the mean of the unit text embeddings."""
+    return F.normalize(image_features.float(), dim=-1).mean(0) - F.normalize(text_features.float(), dim=-1).mean(0)
+
+
+def mean_pairwise_cosine(x: torch.Tensor) -> float:
+    """The mean cosine between distinct rows of x: how narrow the cone of one modality is."""
+    x = F.normalize(x.double(), dim=-1)
+    n = len(x)
+    if n < 2:
+        raise ValueError("need at least two embeddings to compare")
+    return (((x.sum(0) ** 2).sum() - n) / (n * (n - 1))).item()  # sum over i != j of x_i . x_j
+
+
+def gap_stats(image_features: torch.Tensor, text_features: torch.Tensor) -> dict:
+    """For matching pairs (row i of each): gap length, mean matching-pair cosine, and each cone's mean cosine."""
+    img, txt = F.normalize(image_features.float(), dim=-1), F.normalize(text_features.float(), dim=-1)
+    return {"gap": modality_gap(img, txt).norm().item(), "pair_cosine": (img * txt).sum(-1).mean().item(),
+            "image_cone": mean_pairwise_cosine(img), "text_cone": mean_pairwise_cosine(txt)}
+
+
+def shift_embeddings(features: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Unit features moved by `shift` and renormalised."""
+    return F.normalize(F.normalize(features.float(), dim=-1) + shift, dim=-1)
+
+
+def close_gap(image_features: torch.Tensor, text_features: torch.Tensor, lam: float,
+              gap: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move images by -lam/2 gap and texts by +lam/2 gap (renormalised): lam = 1 closes the gap, lam < 0 widens it."""
+    gap = modality_gap(image_features, text_features) if gap is None else gap
+    return shift_embeddings(image_features, -lam / 2 * gap), shift_embeddings(text_features, lam / 2 * gap)
+
+
+def pair_features(model: nn.Module, tokenizer, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit embeddings of each image and of its first caption: [N, D] each."""
+    return (encode_images(model, dataset.images),
+            encode_texts(model, tokenizer, [c[0] for c in dataset.captions], truncate=True))
+
+
+def shifted_accuracy(model: nn.Module, tokenizer, data: TrainData, lams, gap: torch.Tensor) -> dict[str, list[float]]:
+    """Zero-shot accuracy per test split of `data` after `close_gap` with each lam (class vectors as texts)."""
+    classifier = classifier_from_prompts(model, tokenizer, data.class_prompts).T  # [C, D]
+    out = {}
+    for name, dataset in data.zeroshot_sets.items():
+        img = encode_images(model, dataset.images)
+        out[name] = []
+        for lam in lams:
+            i, c = close_gap(img, classifier, lam, gap)
+            out[name].append(classify_features(i, c.T).eq(dataset.labels).double().mean().item())
+    return out
+
+
+# ------------------------------------------------------------------ prompt templates
+
+# The bare class name first, then forms our captions use ("a {}", "there is a {}", "a small {}") and forms
+# they never use, among them prompts written for photographs ("a high quality photo of a {}").
+PROMPT_TEMPLATES = [
+    "{}", "a {}", "a photo of a {}", "a picture of a {}", "there is a {}", "a photo of the {}",
+    "a {}, a kind of shape", "a high quality photo of a {}", "{} in the scene", "a rendering of a {}",
+    "a small {}", "a large {}", "a {} in the centre", "a {} on a white background", "a drawing of a {}",
+    "the {}", "this is a {}", "a blurry photo of a {}",
+]
+
+
+def template_features(model: nn.Module, tokenizer, prompts) -> torch.Tensor:
+    """Unit prompt embeddings [C, T, D] from prompts[c][t], class c written into template t.
+
+    Every class needs the same number of prompts, one per template, in the same
+    order: `ShapesWorld.prompts(templates)` gives them (with "an" before vowels).
+    """
+    prompts = [list(p) for p in prompts]
+    n_templates = len(prompts[0]) if prompts else 0
+    if n_templates == 0 or any(len(p) != n_templates for p in prompts):
+        raise ValueError("template_features needs the same number (>= 1) of prompts for every class")
+    texts = [t for p in prompts for t in p]
+    return encode_texts(model, tokenizer, texts, truncate=True).view(len(prompts), n_templates, -1)
+
+
+def ensemble_correct(image_features: torch.Tensor, labels: torch.Tensor, features: torch.Tensor,
+                     chosen) -> torch.Tensor:
+    """Per image, 1.0 if the classifier ensembled from the templates `chosen` ([C, T, D] columns) is right."""
+    return (classify_features(image_features, ensemble_prompts(features[:, list(chosen)])) == labels).float()
+
+
+def greedy_templates(image_features, labels, features: torch.Tensor, k: int) -> list[int]:
+    """k template indices, each the one that most raises the ensemble's accuracy (ties: the earlier template)."""
+    chosen: list[int] = []
+    for _ in range(min(k, features.shape[1])):
+        scores = [(ensemble_correct(image_features, labels, features, chosen + [t]).mean().item(), -t)
+                  for t in range(features.shape[1]) if t not in chosen]
+        chosen.append(-max(scores)[1])
+    return chosen
+
+
+def interval95(values: torch.Tensor) -> float:
+    """Half-width of the 95% normal interval of the mean of per-image values (0/1, or paired differences)."""
+    values = torch.as_tensor(values, dtype=torch.float64)
+    return 0.0 if len(values) < 2 else 1.96 * values.std().item() / math.sqrt(len(values))
