@@ -12,7 +12,6 @@ Writes the figure to --png and the curves and ratios to the same path with .json
 --quick: 600 steps on 10,000 images, 300 test images (about 3 minutes on one CPU core; the full run about 12).
 """
 
-import argparse
 import json
 import math
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from clipedu.objectives import LABELS, OBJECTIVES, compare_objectives, images_to_reach
+from experiment_cli import add_training_args, experiment_parser, finish_args, save_figure
 
 COLORS = {"transformer": "tab:blue", "bow_prediction": "tab:orange", "bow_contrastive": "tab:green"}
 PAPER = {("transformer", "bow_prediction"): 3.0, ("bow_prediction", "bow_contrastive"): 4.0,
@@ -70,31 +70,22 @@ def plot(curves: dict, result: dict, path: Path, title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--png", default="benchmarks/out/efficiency.png", help="where to write the figure")
-    p.add_argument("--quick", action="store_true", help="600 steps, 10,000 training and 300 test images")
+    p = experiment_parser(__doc__, "efficiency", "600 steps, 10,000 training and 300 test images")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--train-size", type=int, default=20_000)
-    p.add_argument("--test-size", type=int, default=1000)
     p.add_argument("--eval-every", type=int, default=75)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    add_training_args(p, lr=2e-3, eval_name="--test-size")
     p.add_argument("--targets", type=float, nargs="+", default=[0.25, 0.5, 0.75],
                    help="accuracies at which to compare the objectives (the figure marks the middle one)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args()
     if args.quick:
         args.steps, args.train_size, args.test_size, args.eval_every = 600, 10_000, 300, 50
         args.targets = [0.1, 0.15, 0.2]
-        if args.png == p.get_default("png"):
-            args.png = "benchmarks/out/efficiency_quick.png"
-    torch.set_num_threads(args.threads)
+    finish_args(p, args, "efficiency")
 
     start = time.perf_counter()
     png = Path(args.png)

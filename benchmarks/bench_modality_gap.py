@@ -15,7 +15,6 @@ Writes the figure to --png and the numbers to the same path with .json.
 --quick: three temperatures and 400 steps (about 4 minutes on one CPU core).
 """
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from clipedu.experiments import (build_run_model, gap_stats, modality_gap, pair_features, setup, shifted_accuracy,
                                  train_run)
 from clipedu.presets import apply_overrides
+from experiment_cli import add_training_args, experiment_parser, finish_args, save_figure
 
 LAMBDAS = [-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
 SPLITS = {"zeroshot_acc": "seen pairs", "zeroshot_heldout_acc": "held-out pairs"}
@@ -74,28 +74,19 @@ def plot(results: list[dict], temps: list[float], path: Path) -> None:
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     for ax in axes:
         ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--png", default="benchmarks/out/modality_gap.png", help="where to write the figure")
-    p.add_argument("--quick", action="store_true", help="three temperatures, 400 steps")
+    p = experiment_parser(__doc__, "modality_gap", "three temperatures, 400 steps")
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--train-size", type=int, default=20_000)
-    p.add_argument("--eval-size", type=int, default=1000)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_training_args(p, lr=3e-3)
     args = p.parse_args()
     if args.quick:
         args.temperatures, args.steps, args.train_size, args.eval_size = [0.02, 0.1, 0.5], 400, 10_000, 500
-        if args.png == p.get_default("png"):
-            args.png = "benchmarks/out/modality_gap_quick.png"
-    torch.set_num_threads(args.threads)
+    finish_args(p, args, "modality_gap")
     png = Path(args.png)
     start = time.perf_counter()
     s = setup("shapes-tiny", train_size=args.train_size, eval_size=args.eval_size, batch_size=args.batch_size,

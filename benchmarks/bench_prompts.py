@@ -15,7 +15,6 @@ ImageNet, and ensembling 80 templates 3.5 more. --quick: 1,000 test images
 per split instead of 5,000.
 """
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from clipedu.experiments import ensemble_correct, greedy_templates, interval95, 
 from clipedu.pretrained import load_model, load_or_train
 from clipedu.shapes import ShapesWorld
 from clipedu.zeroshot import encode_images
+from experiment_cli import experiment_parser, finish_args
 
 SPLITS = {"heldout": "held-out pairs", "seen": "seen pairs"}
 
@@ -41,21 +41,16 @@ def prompt_sets(k: int, greedy: list[int]) -> dict[str, list[int]]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--png", default="benchmarks/out/prompts.png", help="where to write the figure")
-    p.add_argument("--quick", action="store_true", help="1,000 test images per split")
+    p = experiment_parser(__doc__, "prompts", "1,000 test images per split")
     p.add_argument("--preset", default="shapes-tiny", help="the course model to load (trained once, cached)")
     p.add_argument("--checkpoint", help="a clipedu.train checkpoint to use instead of the preset's model")
     p.add_argument("--n", type=int, default=5000, help="test images per split")
     p.add_argument("--val", type=int, default=2000, help="seen-pair images on which the greedy ensemble is chosen")
     p.add_argument("--k", type=int, default=4, help="templates in the greedy ensemble")
-    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     if args.quick:
         args.n, args.val = 1000, 1000
-        if args.png == p.get_default("png"):
-            args.png = "benchmarks/out/prompts_quick.png"
-    torch.set_num_threads(args.threads)
+    finish_args(p, args, "prompts")
     start = time.perf_counter()
 
     model, tokenizer, _ = load_model(args.checkpoint) if args.checkpoint else load_or_train(args.preset, progress=False)

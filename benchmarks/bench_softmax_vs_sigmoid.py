@@ -14,7 +14,6 @@ path with .json. --quick: batch sizes 16, 64, 256 and 12,800 images per run
 (about 5 minutes on one CPU core).
 """
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from clipedu.experiments import batch_sweep, setup
+from experiment_cli import add_training_args, experiment_parser, finish_args, save_figure
 
 VARIANTS = {"softmax (CLIP)": dict(loss="clip"), "sigmoid (SigLIP, b = -10)": dict(loss="siglip"),
             "sigmoid, b = -ln(B - 1)": dict(loss="siglip", bias="balanced")}
@@ -65,27 +65,18 @@ def plot(summary: dict, path: Path, images: int, seeds: int) -> None:
     axes[0].set_ylabel(f"after {images:,d} images (48 classes)")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"softmax vs sigmoid at equal images seen ({seeds} seed(s))")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--png", default="benchmarks/out/softmax_vs_sigmoid.png", help="where to write the figure")
-    p.add_argument("--quick", action="store_true", help="3 batch sizes, 12,800 images per run")
+    p = experiment_parser(__doc__, "softmax_vs_sigmoid", "3 batch sizes, 12,800 images per run")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512])
     p.add_argument("--images", type=int, default=65_536, help="images seen by every run")
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--train-size", type=int, default=20_000)
-    p.add_argument("--eval-size", type=int, default=1000)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_training_args(p, lr=3e-3)
     args = p.parse_args()
     if args.quick:
         args.batch_sizes, args.images, args.train_size, args.eval_size = [16, 64, 256], 12_800, 10_000, 500
-        if args.png == p.get_default("png"):
-            args.png = "benchmarks/out/softmax_vs_sigmoid_quick.png"
-    torch.set_num_threads(args.threads)
+    finish_args(p, args, "softmax_vs_sigmoid")
     png = Path(args.png)
     start = time.perf_counter()
 
