@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from clipedu.objectives import LABELS, OBJECTIVES, compare_objectives, images_to_reach
 from experiment_cli import add_training_args, experiment_parser, finish_args, save_figure

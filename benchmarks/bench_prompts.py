@@ -19,7 +19,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
 
 from clipedu.experiments import PROMPT_TEMPLATES as TEMPLATES
 from clipedu.experiments import ensemble_correct, greedy_templates, interval95, template_features

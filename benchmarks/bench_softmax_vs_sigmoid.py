@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from clipedu.experiments import batch_sweep, setup
 from experiment_cli import add_training_args, experiment_parser, finish_args, save_figure
