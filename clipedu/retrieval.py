@@ -62,3 +62,22 @@ def recall_at_k(
         out[f"i2t_r{k}"] = (i2t_rank < k).double().mean().item()
         out[f"t2i_r{k}"] = (t2i_rank < k).double().mean().item()
     return out
+
+
+def flatten_captions(captions: Sequence[Sequence[str]]) -> tuple[list[str], torch.Tensor]:
+    """Caption lists per image -> (all captions in one list, text_to_image [T]) for `recall_at_k`."""
+    texts = [text for caps in captions for text in caps]
+    owner = torch.tensor([i for i, caps in enumerate(captions) for _ in caps], dtype=torch.long)
+    return texts, owner
+
+
+def pair_similarity(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """Cosine of each image with its own caption [N] (row i with row i): a CLIP score per pair.
+
+    Low scores flag pairs whose caption does not fit the image, which is how
+    web-scale datasets (LAION, DataComp) are filtered with CLIP.
+    """
+    if image_features.shape != text_features.shape:
+        raise ValueError(f"one caption per image: got {tuple(image_features.shape)} image and "
+                         f"{tuple(text_features.shape)} text features")
+    return (F.normalize(image_features.float(), dim=-1) * F.normalize(text_features.float(), dim=-1)).sum(-1)

@@ -127,3 +127,42 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classe
     """[C, C] counts: row = true class, column = predicted class (sklearn's convention)."""
     index = labels.cpu().long() * num_classes + predictions.cpu().long()
     return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def prompt_features(model: nn.Module, tokenizer, prompts: Sequence[Sequence[str]]) -> torch.Tensor:
+    """Normalised embeddings [C, T, D] of prompts[c][t]: class c written into template t.
+
+    Every class needs the same number T of prompts. Encoding all templates once lets a
+    template sweep try any subset: `ensemble_prompts(features[:, chosen])`.
+    """
+    counts = {len(p) for p in prompts}
+    if len(prompts) == 0 or len(counts) != 1 or 0 in counts:
+        raise ValueError("prompt_features needs the same number (at least one) of prompts for every class; "
+                         "use classifier_from_prompts for uneven lists")
+    feats = encode_texts(model, tokenizer, [t for p in prompts for t in p])
+    return feats.view(len(prompts), counts.pop(), -1)
+
+
+def zeroshot_logits(image_features: torch.Tensor, classifier: torch.Tensor, logit_scale: float = 100.0) -> torch.Tensor:
+    """logit_scale * cosine [N, C] of each image with each class column (100: CLIP's clamp, tau = 0.01)."""
+    image_features = F.normalize(image_features.float(), dim=-1)
+    return logit_scale * image_features @ classifier.to(image_features.device).float()
+
+
+def zeroshot_probs(image_features: torch.Tensor, classifier: torch.Tensor, logit_scale: float = 100.0) -> torch.Tensor:
+    """Class probabilities [N, C]: the softmax of `zeroshot_logits` over the classes."""
+    return zeroshot_logits(image_features, classifier, logit_scale).softmax(dim=-1)
+
+
+def linear_classifier(classifier: torch.Tensor, logit_scale: float = 100.0) -> nn.Linear:
+    """The zero-shot classifier as an ordinary `nn.Linear(D, C)` layer on normalised image features.
+
+    Its weight is logit_scale * classifier.T and its bias 0: the text tower wrote the
+    weights of a linear classifier (paper 3.1.2), which can be fine-tuned like any other.
+    """
+    d, c = classifier.shape
+    layer = nn.Linear(d, c)
+    with torch.no_grad():
+        layer.weight.copy_(logit_scale * classifier.T.float())
+        layer.bias.zero_()
+    return layer

@@ -93,3 +93,152 @@ def test_extract_features_runs_the_tower_in_batches():
         ds = TinyDataset()
         ds.labels = None
         extract_features(IdentityTower(), ds)
+
+
+def test_torch_probe_sgd_matches_hand_written_gradient_descent():
+    from clipedu.probe import torch_linear_probe
+
+    x, y = blobs(10, n_classes=3, dim=4, spread=1.0, seed=6)
+    layer = torch_linear_probe(x, y, 3, steps=5, lr=0.1, optimizer="sgd")
+    # independent reference: softmax regression gradients written out in numpy, float64
+    w, b = np.zeros((3, 4)), np.zeros(3)
+    onehot = np.eye(3)[y]
+    for _ in range(5):
+        z = x @ w.T + b
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        g = (p - onehot) / len(x)
+        w, b = w - 0.1 * g.T @ x, b - 0.1 * g.sum(0)
+    assert np.allclose(layer.weight.detach().numpy(), w, atol=1e-5)
+    assert np.allclose(layer.bias.detach().numpy(), b, atol=1e-6)
+
+
+def test_torch_probe_with_adam_separates_blobs():
+    from clipedu.probe import torch_linear_probe
+
+    xtr, ytr = blobs(20, seed=0)
+    xte, yte = blobs(50, seed=0)
+    layer = torch_linear_probe(xtr, ytr, 4, steps=200, lr=1e-2)
+    with torch.no_grad():
+        pred = layer(torch.tensor(xte)).argmax(-1).numpy()
+    assert (pred == yte).mean() == 1.0
+    with pytest.raises(ValueError, match="optimizer"):
+        torch_linear_probe(xtr, ytr, 4, optimizer="lbfgs")
+
+
+class ColourTower(torch.nn.Module):
+    """A tiny trainable image tower: mean colour -> linear map to a 3-d embedding."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.proj(x.float().mean(dim=(2, 3)))
+
+
+class TinyCLIP(torch.nn.Module):
+    class config:
+        image_resolution = 4
+        embed_dim = 3
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.visual = ColourTower()
+
+
+def colour_images(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(3, (n,), generator=g)
+    images = torch.full((n, 3, 4, 4), 40, dtype=torch.uint8)
+    images[torch.arange(n), labels] = 220  # one bright channel per class
+    return images, labels
+
+
+def test_image_classifier_uses_the_head_on_normalised_features():
+    from clipedu.probe import ImageClassifier
+    from clipedu.transforms import normalize
+
+    model = TinyCLIP()
+    head = torch.nn.Linear(3, 2)
+    clf = ImageClassifier(model, head=head)
+    images, _ = colour_images(5, seed=0)
+    with torch.no_grad():
+        feats = model.visual(normalize(images))
+        want = head(feats / feats.norm(dim=-1, keepdim=True))
+        assert torch.allclose(clf(images), want, atol=1e-6)
+    assert torch.equal(clf.predict(images, batch_size=2), want.argmax(-1))
+    with pytest.raises(ValueError, match="num_classes or a head"):
+        ImageClassifier(model)
+
+
+def test_finetune_classifier_learns_and_respects_a_frozen_backbone():
+    from clipedu.probe import ImageClassifier, finetune_classifier
+
+    images, labels = colour_images(60, seed=1)
+    clf = ImageClassifier(TinyCLIP(), num_classes=3)
+    losses = finetune_classifier(clf, images, labels, steps=150, batch_size=16, lr_backbone=1e-2, lr_head=5e-2)
+    assert len(losses) == 150 and np.mean(losses[-10:]) < np.mean(losses[:10])
+    test_images, test_labels = colour_images(30, seed=2)
+    assert (clf.predict(test_images) == test_labels).float().mean() > 0.9
+    frozen = ImageClassifier(TinyCLIP(), num_classes=3)
+    before = frozen.visual.proj.weight.detach().clone()
+    finetune_classifier(frozen, images, labels, steps=5, batch_size=8, lr_backbone=0.0)
+    assert torch.equal(frozen.visual.proj.weight, before)
+
+
+def tiny_clip_and_data():
+    from clipedu.datasets import CaptionedImages
+    from clipedu.model import CLIP, CLIPConfig
+    from clipedu.tokenizer import BPETokenizer
+
+    images, labels = colour_images(32, seed=3)
+    names = ["red", "green", "blue"]
+    captions = [[f"a {names[c]} square", f"something {names[c]}", f"a {names[c]} thing, number {i % 4}"]
+                for i, c in enumerate(labels.tolist())]  # 18 distinct captions: batches of 8 need no duplicates
+    tokenizer = BPETokenizer.train([c for caps in captions for c in caps], vocab_size=540)
+    config = CLIPConfig(embed_dim=16, image_resolution=4, vision_layers=1, vision_width=16, vision_patch_size=2,
+                        context_length=8, vocab_size=tokenizer.vocab_size, transformer_width=16,
+                        transformer_heads=2, transformer_layers=1, vision_heads=2)
+    torch.manual_seed(0)
+    return CLIP(config), tokenizer, CaptionedImages(images, captions, labels, names)
+
+
+def test_finetune_contrastive_halves_average_to_the_symmetric_loss():
+    import copy
+
+    from clipedu.probe import finetune_contrastive
+
+    model, tokenizer, data = tiny_clip_and_data()
+    first = {d: finetune_contrastive(copy.deepcopy(model), tokenizer, data, steps=1, batch_size=8, directions=d)[0]
+             for d in ("both", "image_to_text", "text_to_image")}
+    # the same seed draws the same first batch, so the symmetric loss is the mean of its halves
+    assert first["both"] == pytest.approx((first["image_to_text"] + first["text_to_image"]) / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="directions"):
+        finetune_contrastive(model, tokenizer, data, steps=1, directions="sideways")
+
+
+def test_finetune_contrastive_lowers_the_loss_and_clamps_the_temperature():
+    import math
+
+    from clipedu.probe import finetune_contrastive
+
+    model, tokenizer, data = tiny_clip_and_data()
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(100.0) - 1e-4)
+    losses = finetune_contrastive(model, tokenizer, data, steps=60, batch_size=8, lr=3e-3)
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert model.logit_scale.exp().item() <= 100.0 + 1e-3
+    assert not model.training
+
+
+def test_fit_probe_returns_the_model_linear_probe_scores():
+    from clipedu.probe import fit_probe
+
+    xtr, ytr = blobs(30, spread=3.0, seed=2)
+    xte, yte = blobs(40, spread=3.0, seed=2)
+    clf = fit_probe(xtr, ytr, C=0.05)
+    assert linear_probe(xtr, ytr, xte, yte, C=0.05) == pytest.approx((clf.predict(xte) == yte).mean())
+    with pytest.raises(ValueError, match="at least two classes"):
+        fit_probe(xtr[:3], np.zeros(3))

@@ -89,3 +89,23 @@ def test_search_returns_topk_by_cosine():
     assert np.allclose(scores.numpy(), np.take_along_axis(sims, want, axis=1), atol=1e-6)
     # asking for more than the gallery returns the whole gallery, ranked
     assert search(torch.tensor(q), torch.tensor(g[:3]), k=10)[1].shape == (5, 3)
+
+
+def test_flatten_captions_maps_each_caption_to_its_image():
+    from clipedu.retrieval import flatten_captions
+
+    texts, owner = flatten_captions([["a", "b"], ["c"], ["d", "e", "f"]])
+    assert texts == ["a", "b", "c", "d", "e", "f"]
+    assert owner.tolist() == [0, 0, 1, 2, 2, 2] and owner.dtype == torch.long
+
+
+def test_pair_similarity_is_the_diagonal_of_the_similarity_matrix():
+    from clipedu.retrieval import pair_similarity, similarity
+
+    rng = np.random.default_rng(3)
+    img, txt = torch.tensor(rng.normal(size=(7, 5))), torch.tensor(rng.normal(size=(7, 5)))
+    assert torch.allclose(pair_similarity(img, txt), similarity(img, txt).diagonal(), atol=1e-6)
+    hand = torch.tensor([[3.0, 4.0]]), torch.tensor([[4.0, 3.0]])
+    assert pair_similarity(*hand).item() == pytest.approx(24 / 25)
+    with pytest.raises(ValueError, match="one caption per image"):
+        pair_similarity(img, txt[:3])

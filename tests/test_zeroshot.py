@@ -120,3 +120,49 @@ def test_classes_may_have_different_numbers_of_prompts():
     assert torch.allclose(W[:, 1], F.normalize(mean, dim=0), atol=1e-6)
     with pytest.raises(ValueError, match="at least one prompt for every class"):
         classifier_from_prompts(model, WordTokenizer(), [["red"], []])
+
+
+def test_prompt_features_stack_classes_by_templates():
+    from clipedu.zeroshot import prompt_features
+
+    model = colour_model()
+    prompts = [["a photo of red", "red"], ["a photo of blue", "blue"]]
+    feats = prompt_features(model, WordTokenizer(), prompts)
+    assert feats.shape == (2, 2, 3)
+    vecs = model.word_vectors.detach()
+    assert torch.allclose(feats[1, 0], F.normalize(vecs[[4, 5, 6, 3]].sum(0), dim=0), atol=1e-6)
+    assert torch.allclose(feats[0, 1], torch.tensor([1.0, 0.0, 0.0]), atol=1e-6)
+    # any subset of templates ensembles into the same classifier as classifier_from_prompts
+    W = classifier_from_prompts(model, WordTokenizer(), prompts)
+    assert torch.allclose(ensemble_prompts(feats), W, atol=1e-6)
+    with pytest.raises(ValueError, match="same number"):
+        prompt_features(model, WordTokenizer(), [["red"], ["blue", "a photo of blue"]])
+
+
+def test_zeroshot_probs_is_a_scaled_cosine_softmax():
+    from clipedu.zeroshot import zeroshot_logits, zeroshot_probs
+
+    W = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), dim=-1).T  # [D=2, C=3]
+    x = torch.tensor([[3.0, 0.0]])  # cosines 1, 0, 0.7071 whatever its length
+    logits = zeroshot_logits(x, W, logit_scale=10.0)
+    assert torch.allclose(logits, torch.tensor([[10.0, 0.0, 10 / 2**0.5]]), atol=1e-5)
+    p = zeroshot_probs(x, W, logit_scale=10.0)
+    e = np.exp([10.0, 0.0, 10 / 2**0.5])
+    assert np.allclose(p.numpy(), [e / e.sum()], atol=1e-6)
+    # the argmax of the probabilities is classify_features' prediction
+    rng = torch.Generator().manual_seed(0)
+    feats, W2 = torch.randn(20, 5, generator=rng), F.normalize(torch.randn(5, 4, generator=rng), dim=0)
+    assert torch.equal(zeroshot_probs(feats, W2).argmax(-1), classify_features(feats, W2))
+
+
+def test_linear_classifier_reproduces_zero_shot_logits():
+    from clipedu.zeroshot import linear_classifier, zeroshot_logits
+
+    g = torch.Generator().manual_seed(1)
+    W = F.normalize(torch.randn(6, 4, generator=g), dim=0)
+    feats = F.normalize(torch.randn(10, 6, generator=g), dim=-1)
+    layer = linear_classifier(W, logit_scale=50.0)
+    assert isinstance(layer, torch.nn.Linear) and layer.weight.shape == (4, 6)
+    with torch.no_grad():
+        assert torch.allclose(layer(feats), zeroshot_logits(feats, W, 50.0), atol=1e-5)
+    assert torch.all(layer.bias == 0)

@@ -1,0 +1,98 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clipedu.maps import (class_similarity, modality_gap, plot_attribute_maps, plot_joint_map,
+                          plot_modality_gap, project)
+
+
+def test_project_pca_recovers_a_plane():
+    rng = np.random.default_rng(0)
+    plane = rng.normal(size=(50, 2)) * [5.0, 2.0]
+    basis = np.linalg.qr(rng.normal(size=(6, 2)))[0].T  # 2 orthonormal rows in 6-d
+    x = plane @ basis + 3.0
+    xy = project(x, "pca")
+    assert xy.shape == (50, 2)
+    # PCA coordinates are the plane's up to rotation/sign: pairwise distances are kept
+    d_in = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    d_out = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+    assert np.allclose(d_in, d_out, atol=1e-8)
+    with pytest.raises(ValueError, match="at least 3"):
+        project(x[:2])
+    with pytest.raises(ValueError, match="method"):
+        project(x, "isomap")
+
+
+def test_project_tsne_is_deterministic_and_separates_clusters():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(size=(20, 5)), rng.normal(size=(20, 5)) + 20])
+    a, b = project(x, "tsne", seed=0), project(x, "tsne", seed=0)
+    assert np.allclose(a, b)
+    gap = np.linalg.norm(a[:20].mean(0) - a[20:].mean(0))
+    spread = max(a[:20].std(0).max(), a[20:].std(0).max())
+    assert gap > 3 * spread
+
+
+def test_class_similarity_against_a_loop():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 4, generator=g)
+    labels = torch.arange(30) % 3
+    got = class_similarity(x, labels)
+    centres = []
+    for c in range(3):
+        unit = x[labels == c] / x[labels == c].norm(dim=1, keepdim=True)
+        m = unit.mean(0)
+        centres.append(m / m.norm())
+    want = torch.stack(centres) @ torch.stack(centres).T
+    assert got.shape == (3, 3)
+    assert torch.allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match="every class"):
+        class_similarity(x, labels, num_classes=4)
+
+
+def test_modality_gap_on_hand_made_cones():
+    # images at +e1, texts at +e2, all identical: gap sqrt(2), cones 1, image-text cosine 0
+    img = torch.tensor([[1.0, 0.0, 0.0]]).repeat(4, 1)
+    txt = torch.tensor([[0.0, 2.0, 0.0]]).repeat(4, 1)  # lengths do not matter
+    s = modality_gap(img, txt)
+    assert s["gap"] == pytest.approx(2**0.5)
+    assert s["image_cone"] == pytest.approx(1.0) and s["text_cone"] == pytest.approx(1.0)
+    assert s["image_text"] == pytest.approx(0.0) and s["pair"] == pytest.approx(0.0)
+    # the same points for both modalities: no gap
+    assert modality_gap(img, img * 3)["gap"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_modality_gap_cones_match_brute_force():
+    g = torch.Generator().manual_seed(2)
+    img = F.normalize(torch.randn(6, 5, generator=g) + torch.tensor([3.0, 0, 0, 0, 0]), dim=-1)
+    txt = F.normalize(torch.randn(9, 5, generator=g) - torch.tensor([3.0, 0, 0, 0, 0]), dim=-1)
+    s = modality_gap(img, txt)
+    cone = np.mean([float(img[i] @ img[j]) for i in range(6) for j in range(6) if i != j])
+    assert s["image_cone"] == pytest.approx(cone, abs=1e-6)
+    assert s["image_text"] == pytest.approx(float((img @ txt.T).mean()), abs=1e-6)
+    assert "pair" not in s  # 6 images, 9 texts: not paired
+    assert s["gap"] > 1.0
+
+
+def test_figures_build():
+    g = torch.Generator().manual_seed(3)
+    emb = torch.randn(40, 8, generator=g)
+    xy = project(emb)
+    colour, shape = torch.arange(40) % 4, torch.arange(40) % 3
+    fig = plot_attribute_maps(xy, {"colour": (colour, ["red", "green", "blue", "pink"]),
+                                   "shape": (shape, ["circle", "square", "star"])}, palette={"red": "red"})
+    assert len(fig.axes) == 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="labels for"):
+        plot_attribute_maps(xy, {"colour": (colour[:5], ["a"])})
+    fig = plot_joint_map(xy[:30], xy[30:], colour[:30], colour[30:], ["red", "green", "blue", "pink"], annotate=True)
+    plt.close(fig)
+    fig = plot_modality_gap({"untrained": (emb[:20], emb[20:]), "trained": (emb[:20], -emb[:20])})
+    assert len(fig.axes) == 4
+    plt.close(fig)
