@@ -37,7 +37,7 @@ from clipedu.optim import build_optimizer, cosine_schedule, set_lr
 from clipedu.presets import (RUN_CONTROL_FIELDS, PRESETS, TrainConfig, TrainData, apply_overrides,
                              build_tokenizer, get_preset, load_data, tokenizer_from_state, tokenizer_state)
 from clipedu.pretrained import load_model, load_or_train  # noqa: F401 (re-exported for notebooks)
-from clipedu.retrieval import recall_at_k
+from clipedu.retrieval import flatten_captions, recall_at_k
 from clipedu.sampler import UniqueCaptionBatchSampler
 from clipedu.zeroshot import classifier_from_prompts, encode_images, encode_texts, zeroshot_accuracy
 
@@ -89,9 +89,7 @@ def evaluate(model: CLIP, tokenizer, data: TrainData) -> dict[str, float]:
         classifier = classifier_from_prompts(model, tokenizer, data.class_prompts)
         for name, dataset in data.zeroshot_sets.items():
             metrics[name] = zeroshot_accuracy(model, dataset.images, dataset.labels, classifier)
-    caps = data.retrieval_set.captions
-    owner = torch.tensor([i for i, c in enumerate(caps) for _ in c])
-    texts = [t for c in caps for t in c]
+    texts, owner = flatten_captions(data.retrieval_set.captions)
     recall = recall_at_k(encode_images(model, data.retrieval_set.images),
                          encode_texts(model, tokenizer, texts, truncate=True), owner, ks=(1, 5))
     metrics.update(recall)
