@@ -51,6 +51,7 @@ def model_config(config: TrainConfig, vocab_size: int) -> CLIPConfig:
 
 
 LOSSES = ("clip", "siglip")
+PROGRESS_INTERVAL = 1.0  # seconds between progress-bar redraws
 
 
 def build_model(config: TrainConfig, vocab_size: int) -> CLIP:
@@ -241,7 +242,10 @@ def train(config: TrainConfig | str = "shapes-tiny", out_dir: str | Path | None 
     bar = None
     if progress and dist.is_main:
         from tqdm.auto import tqdm
-        bar = tqdm(total=config.steps, initial=start, desc=config.preset, unit="step", file=sys.stderr)
+        # At most one redraw a second: a notebook kernel drops output (and nbval times out) when a
+        # long run floods it with a message per step.
+        bar = tqdm(total=config.steps, initial=start, desc=config.preset, unit="step", file=sys.stderr,
+                   mininterval=PROGRESS_INTERVAL)
     ddp_model.train()
     step, images_per_step = start, config.batch_size
     clock = time.perf_counter()  # training time = wall time of the loop minus evaluation
@@ -269,7 +273,7 @@ def train(config: TrainConfig | str = "shapes-tiny", out_dir: str | Path | None 
             done = step + 1
             if bar is not None:
                 bar.set_postfix(loss=f"{loss:.3f}", T=f"{1 / scale:.3f}",
-                                img_s=f"{images_per_step / (time.perf_counter() - t0):.0f}")
+                                img_s=f"{images_per_step / (time.perf_counter() - t0):.0f}", refresh=False)
                 bar.update(1)
             if evaluate_model and config.eval_every and done % config.eval_every == 0 and done < config.steps:
                 if dist.is_main:

@@ -230,3 +230,13 @@ def test_the_course_preset_follows_the_device(monkeypatch):
     gpu, cpu = get_preset("shapes-gpu"), get_preset("shapes-tiny")
     assert gpu.image_size > cpu.image_size and gpu.batch_size > cpu.batch_size  # the larger configuration
     assert gpu.model == cpu.model  # the same family, which the CPU runs show to generalise
+
+
+def test_the_progress_bar_redraws_at_most_once_a_second(tmp_path, capsys, monkeypatch):
+    """A bar that redraws every step floods a notebook kernel's output channel; nbval then loses the
+    cell's end and times out (this failed CI once). Count the redraws of a fast 60-step run."""
+    import clipedu.train as train_module
+    monkeypatch.setattr(train_module, "PROGRESS_INTERVAL", 30.0)  # longer than the run: only start and end
+    train("shapes-tiny", tmp_path, progress=True, **{**TINY, "eval_every": 0, "steps": 60})
+    redraws = capsys.readouterr().err.count("\r")
+    assert 1 <= redraws <= 4, f"the bar redrew {redraws} times in one short run"
