@@ -53,12 +53,12 @@ def worker(batch: int, steps: int, warmup: int, threads: int) -> None:
     from clipedu.loss import clamp_logit_scale
     from clipedu.optim import build_optimizer
     from clipedu.presets import get_preset
-    from clipedu.train import build_model
+    from clipedu.presets import init_model
 
     torch.set_num_threads(threads)
     state = init_distributed("cpu")
     config = get_preset("shapes-tiny")
-    model = build_model(config, config.vocab_size)  # same seed on every rank: same initial weights
+    model = init_model(config, config.vocab_size)  # same seed on every rank: same initial weights
     n_params = sum(p.numel() for p in model.parameters())
     ddp_model = wrap_ddp(model, state)
     optimizer = build_optimizer(model, config.lr, config.weight_decay, tuple(config.betas), config.eps)

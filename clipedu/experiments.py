@@ -10,7 +10,7 @@ changing one thing at a time, so they have their own small loop (`train_run`):
 - `temperature=T`: the temperature held fixed at T instead of learned, with
   no clamp, so T > 1 is allowed.
 
-Everything else is `train.train`'s: the preset's model (`build_model`), the
+Everything else is `train.train`'s: the preset's model (`presets.init_model`), the
 no-duplicate-caption batches of `UniqueCaptionBatchSampler`, AdamW with
 warmup + cosine, gradient clipping, and `train.evaluate` for the metrics.
 
@@ -32,9 +32,10 @@ from torch import nn
 from clipedu.distributed import DistState
 from clipedu.loss import clamp_logit_scale, clip_loss, siglip_loss
 from clipedu.optim import build_optimizer, cosine_schedule, set_lr
-from clipedu.presets import TrainConfig, TrainData, apply_overrides, build_tokenizer, get_preset, load_data
+from clipedu.presets import (TrainConfig, TrainData, apply_overrides, build_tokenizer, get_preset, init_model,
+                             load_data)
 from clipedu.sampler import UniqueCaptionBatchSampler
-from clipedu.train import build_model, evaluate, step_inputs
+from clipedu.train import evaluate, step_inputs
 from clipedu.zeroshot import classifier_from_prompts, classify_features, encode_images, encode_texts, ensemble_prompts
 
 LOSSES = {"clip": "softmax (CLIP)", "siglip": "sigmoid (SigLIP)"}
@@ -86,7 +87,7 @@ def build_run_model(config: TrainConfig, vocab_size: int, loss: str = "clip", te
     if bias == "balanced":
         bias = balanced_bias(config.batch_size)
     plain = {k: v for k, v in (("loss", "clip"), ("learn_temperature", True)) if hasattr(config, k)}
-    model = build_model(apply_overrides(config, **plain), vocab_size)  # seeded: the same weights for every loss
+    model = init_model(apply_overrides(config, **plain), vocab_size)  # seeded: the same weights for every loss
     with torch.no_grad():
         if loss == "siglip":
             model.logit_scale.fill_(math.log(SIGLIP_INIT_SCALE))

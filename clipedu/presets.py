@@ -1,4 +1,4 @@
-"""Named training presets: every setting of a run in one dataclass, and the data it names.
+"""Named training presets: every setting of a run in one dataclass, and the data and model it names.
 
 `python -m clipedu.train --preset shapes-tiny` and `train("shapes-tiny")` both
 start from `PRESETS["shapes-tiny"]`; command-line flags and keyword arguments
@@ -7,12 +7,15 @@ resumed run can check that it continues the same experiment.
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from clipedu.datasets import CaptionedImages
+from clipedu.model import CLIP, CLIPConfig, get_config
 from clipedu.tokenizer import BPETokenizer, clip_tokenizer
 
 DATA_SOURCES = ("shapes", "shapes-multi", "digits", "captions-folder")
@@ -229,6 +232,35 @@ def load_data(config: TrainConfig) -> TrainData:
         return TrainData(_subset(data, slice(0, len(data) - n_val)), {}, None,
                          _subset(data, slice(len(data) - n_val, None)))
     raise ValueError(f"unknown data source {config.data!r}; known sources: {', '.join(DATA_SOURCES)}")
+
+
+def model_config(config: TrainConfig, vocab_size: int) -> CLIPConfig:
+    """The named architecture with the preset's overrides, image size and vocabulary."""
+    arch = get_config(config.model)
+    fields = dict(config.model_overrides, image_resolution=config.image_size,
+                  context_length=config.context_length, vocab_size=vocab_size)
+    return CLIPConfig(**{**vars(arch), **fields})
+
+
+LOSSES = ("clip", "siglip")
+
+
+def init_model(config: TrainConfig, vocab_size: int) -> CLIP:
+    """A freshly initialised CLIP (seeded) with the paper's temperature init ln(1/tau).
+
+    loss="siglip" starts as SigLIP does instead: scale 10 and a learned bias -10
+    (`model.logit_bias`). learn_temperature=False freezes the scale.
+    """
+    if config.loss not in LOSSES:
+        raise ValueError(f"unknown loss {config.loss!r}; use 'clip' or 'siglip'")
+    torch.manual_seed(config.seed)
+    model = CLIP(model_config(config, vocab_size))
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(10.0 if config.loss == "siglip" else 1 / config.init_temperature))
+    if config.loss == "siglip":
+        model.logit_bias = nn.Parameter(torch.tensor(-10.0))
+    model.logit_scale.requires_grad_(config.learn_temperature)
+    return model
 
 
 def build_tokenizer(config: TrainConfig, captions: list[list[str]]) -> BPETokenizer:

@@ -16,7 +16,6 @@ global batch, train on the same data as one process.
 
 import argparse
 import contextlib
-import math
 import os
 import signal
 import sys
@@ -24,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from clipedu import transforms
 from clipedu.batchnorm import convert_batchnorm
@@ -32,44 +30,18 @@ from clipedu.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, 
 from clipedu.distributed import (DistState, all_reduce_mean, distributed_clip_loss, distributed_siglip_loss,
                                  init_distributed, wrap_ddp)
 from clipedu.loss import clamp_logit_scale
-from clipedu.model import CLIP, CLIPConfig, get_config
+from clipedu.model import CLIP
 from clipedu.optim import build_optimizer, cosine_schedule, set_lr
 from clipedu.presets import (RUN_CONTROL_FIELDS, PRESETS, TrainConfig, TrainData, apply_overrides,
-                             build_tokenizer, get_preset, load_data, tokenizer_from_state, tokenizer_state)
+                             build_tokenizer, get_preset, init_model, load_data, tokenizer_from_state,
+                             tokenizer_state)
 from clipedu.pretrained import load_model, load_or_train  # noqa: F401 (re-exported for notebooks)
 from clipedu.retrieval import flatten_captions, recall_at_k
 from clipedu.sampler import UniqueCaptionBatchSampler
 from clipedu.zeroshot import classifier_from_prompts, encode_images, encode_texts, zeroshot_accuracy
 
 
-def model_config(config: TrainConfig, vocab_size: int) -> CLIPConfig:
-    """The named architecture with the preset's overrides, image size and vocabulary."""
-    arch = get_config(config.model)
-    fields = dict(config.model_overrides, image_resolution=config.image_size,
-                  context_length=config.context_length, vocab_size=vocab_size)
-    return CLIPConfig(**{**vars(arch), **fields})
-
-
-LOSSES = ("clip", "siglip")
 PROGRESS_INTERVAL = 1.0  # seconds between progress-bar redraws
-
-
-def build_model(config: TrainConfig, vocab_size: int) -> CLIP:
-    """A freshly initialised CLIP (seeded) with the paper's temperature init ln(1/tau).
-
-    loss="siglip" starts as SigLIP does instead: scale 10 and a learned bias -10
-    (`model.logit_bias`). learn_temperature=False freezes the scale.
-    """
-    if config.loss not in LOSSES:
-        raise ValueError(f"unknown loss {config.loss!r}; use 'clip' or 'siglip'")
-    torch.manual_seed(config.seed)
-    model = CLIP(model_config(config, vocab_size))
-    with torch.no_grad():
-        model.logit_scale.fill_(math.log(10.0 if config.loss == "siglip" else 1 / config.init_temperature))
-    if config.loss == "siglip":
-        model.logit_bias = nn.Parameter(torch.tensor(-10.0))
-    model.logit_scale.requires_grad_(config.learn_temperature)
-    return model
 
 
 def batch_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
@@ -207,7 +179,7 @@ def train(config: TrainConfig | str = "shapes-tiny", out_dir: str | Path | None 
         tokenizer = tokenizer_from_state(checkpoint["extra"]["tokenizer"])
     else:
         tokenizer = build_tokenizer(config, data.train.captions)
-    model = build_model(config, tokenizer.vocab_size).to(device)
+    model = init_model(config, tokenizer.vocab_size).to(device)
     if dist.world_size > 1:  # BatchNorm statistics over the global batch, as on one process
         convert_batchnorm(model)
     optimizer = build_optimizer(model, config.lr, config.weight_decay, tuple(config.betas), config.eps)

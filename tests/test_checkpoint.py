@@ -7,7 +7,6 @@ import torch
 
 from clipedu.checkpoint import (
     CheckpointError,
-    get_rng_state,
     load_checkpoint,
     save_checkpoint,
     set_rng_state,

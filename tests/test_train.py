@@ -8,7 +8,8 @@ from clipedu.checkpoint import CheckpointError, load_checkpoint
 from clipedu.distributed import DistState
 from clipedu.loss import clip_loss
 from clipedu.presets import PRESETS, TrainConfig, get_preset
-from clipedu.train import build_model, contrastive_backward, main, train
+from clipedu.presets import init_model
+from clipedu.train import contrastive_backward, main, train
 
 # A model and data small enough for a training run to take about a second.
 # Every field the tests depend on is set here, so that tuning the preset cannot change them.
@@ -108,7 +109,7 @@ def test_clear_errors_for_bad_settings(tmp_path):
 
 def test_accumulated_gradient_equals_full_batch_gradient():
     cfg = TrainConfig(**{**TINY, "vocab_size": 600})
-    model = build_model(cfg, vocab_size=600)
+    model = init_model(cfg, vocab_size=600)
     images = torch.randn(12, 3, 24, 24)
     tokens = torch.randint(1, 500, (12, 24))
     tokens[:, 10] = 599  # EOT (largest id) ends each text

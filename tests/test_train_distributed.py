@@ -39,7 +39,7 @@ import clipedu.train as train_module
 from clipedu.datasets import CaptionedImages
 from clipedu.distributed import DistState
 from clipedu.launch import launch
-from clipedu.presets import TrainConfig, TrainData
+from clipedu.presets import TrainConfig, TrainData, init_model
 from clipedu.sampler import UniqueCaptionBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def test_two_processes_end_with_the_single_process_weights(runs, request):
     flat_b = torch.cat([v.flatten().double() for v in b.values()])
     assert ((flat_a - flat_b).norm() / flat_a.norm()).item() < 1e-4
     # the run did train: the weights moved away from their initialisation
-    init = train_module.build_model(TrainConfig(**one["config"]), a["token_embedding.weight"].shape[0])
+    init = init_model(TrainConfig(**one["config"]), a["token_embedding.weight"].shape[0])
     assert not torch.allclose(init.state_dict()["text_projection"], a["text_projection"], atol=1e-5)
 
 

@@ -10,8 +10,8 @@ import torch
 from clipedu.checkpoint import load_checkpoint
 from clipedu.distributed import DistState
 from clipedu.loss import clip_loss, siglip_loss
-from clipedu.presets import apply_overrides, get_preset
-from clipedu.train import build_model, contrastive_backward
+from clipedu.presets import apply_overrides, get_preset, init_model
+from clipedu.train import contrastive_backward
 from test_train import TINY, run  # the same tiny model and short runs as the loop's own tests
 
 def history(out):
@@ -29,19 +29,19 @@ def batch(model, n=8, seed=0):
 def test_defaults_are_clip_with_a_learned_temperature():
     config = get_preset("shapes-tiny")
     assert config.loss == "clip" and config.learn_temperature is True
-    model = build_model(get_preset("shapes-tiny"), vocab_size=600)
+    model = init_model(get_preset("shapes-tiny"), vocab_size=600)
     assert not hasattr(model, "logit_bias") and model.logit_scale.requires_grad
 
 
 def test_siglip_starts_at_scale_10_and_bias_minus_10():
-    model = build_model(apply_overrides(get_preset("shapes-tiny"), **TINY, loss="siglip"), vocab_size=600)
+    model = init_model(apply_overrides(get_preset("shapes-tiny"), **TINY, loss="siglip"), vocab_size=600)
     assert model.logit_scale.item() == pytest.approx(math.log(10))
     assert model.logit_bias.item() == pytest.approx(-10.0) and model.logit_bias.requires_grad
 
 
 def test_contrastive_backward_computes_the_chosen_loss_and_accumulates_it_exactly():
     for loss_name in ("clip", "siglip"):
-        model = build_model(apply_overrides(get_preset("shapes-tiny"), **TINY, loss=loss_name), vocab_size=600)
+        model = init_model(apply_overrides(get_preset("shapes-tiny"), **TINY, loss=loss_name), vocab_size=600)
         images, tokens = batch(model)
         with torch.no_grad():
             img, txt, scale = model(images, tokens)
@@ -81,7 +81,7 @@ def test_a_fixed_temperature_stays_put_while_the_rest_learns(tmp_path):
     assert [r["logit_scale"] for r in history(tmp_path)] == pytest.approx([2.0] * 5, rel=1e-6)
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")["model"]
     config = apply_overrides(get_preset("shapes-tiny"), **TINY, learn_temperature=False, init_temperature=0.5)
-    fresh = build_model(config, vocab_size=ckpt["token_embedding.weight"].shape[0])
+    fresh = init_model(config, vocab_size=ckpt["token_embedding.weight"].shape[0])
     assert not torch.equal(fresh.visual.proj, ckpt["visual.proj"])  # the towers did train
     # a learned temperature does move
     run(tmp_path / "learned", steps=5, init_temperature=0.5)
