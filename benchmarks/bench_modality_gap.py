@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clipedu.experiments import (build_run_model, gap_stats, modality_gap, pair_features, setup, shifted_accuracy,
-                                 train_run)
+from clipedu.experiments import build_run_model, gap_vector, pair_features, setup, shifted_accuracy, train_run
+from clipedu.maps import modality_gap
 from clipedu.presets import apply_overrides
 from experiment_cli import add_training_args, experiment_parser, finish_args, save_figure
 
@@ -33,7 +33,7 @@ SPLITS = {"zeroshot_acc": "seen pairs", "zeroshot_heldout_acc": "held-out pairs"
 
 def measure(model, s) -> tuple[dict, torch.Tensor]:
     img, txt = pair_features(model.eval(), s.tokenizer, s.data.retrieval_set)
-    return gap_stats(img, txt), modality_gap(img, txt)
+    return modality_gap(img, txt), gap_vector(img, txt)
 
 
 def plot(results: list[dict], temps: list[float], path: Path) -> None:
@@ -96,7 +96,7 @@ def main() -> None:
     for seed in args.seeds:
         init, _ = measure(build_run_model(apply_overrides(s.config, seed=seed), s.tokenizer.vocab_size), s)
         result = {"seed": seed, "init": init, "fixed": {}}
-        print(f"seed {seed}: at initialisation gap {init['gap']:.3f}, pair cosine {init['pair_cosine']:.3f}, "
+        print(f"seed {seed}: at initialisation gap {init['gap']:.3f}, pair cosine {init['pair']:.3f}, "
               f"image cone {init['image_cone']:.3f}, text cone {init['text_cone']:.3f}", flush=True)
         for t in args.temperatures + [None]:
             run = train_run(s, temperature=t, seed=seed)
@@ -109,7 +109,7 @@ def main() -> None:
                 result["fixed"][str(t)] = stats
             closed = {k: stats["shifted"][k][LAMBDAS.index(1.0)] for k in SPLITS}
             print(f"  T = {1 / stats['logit_scale']:.4f}{' (learned)' if t is None else '          '}  "
-                  f"gap {stats['gap']:.3f}  pair cos {stats['pair_cosine']:.3f}  cones {stats['image_cone']:.2f}/"
+                  f"gap {stats['gap']:.3f}  pair cos {stats['pair']:.3f}  cones {stats['image_cone']:.2f}/"
                   f"{stats['text_cone']:.2f}  zero-shot seen {stats['zeroshot_acc']:.3f} -> "
                   f"{closed['zeroshot_acc']:.3f}"
                   f" closed, held-out {stats['zeroshot_heldout_acc']:.3f} -> {closed['zeroshot_heldout_acc']:.3f}",

@@ -187,25 +187,12 @@ def batch_sweep(s: Setup, batch_sizes, images: int, variants: dict | None = None
 # ------------------------------------------------------------------ the modality gap
 
 
-def modality_gap(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-    """The gap vector: the mean of the unit image embeddings minus the mean of the unit text embeddings."""
+def gap_vector(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """The gap vector: the mean of the unit image embeddings minus the mean of the unit text embeddings.
+
+    Its length and the cones' widths are `clipedu.maps.modality_gap`'s.
+    """
     return F.normalize(image_features.float(), dim=-1).mean(0) - F.normalize(text_features.float(), dim=-1).mean(0)
-
-
-def mean_pairwise_cosine(x: torch.Tensor) -> float:
-    """The mean cosine between distinct rows of x: how narrow the cone of one modality is."""
-    x = F.normalize(x.double(), dim=-1)
-    n = len(x)
-    if n < 2:
-        raise ValueError("need at least two embeddings to compare")
-    return (((x.sum(0) ** 2).sum() - n) / (n * (n - 1))).item()  # sum over i != j of x_i . x_j
-
-
-def gap_stats(image_features: torch.Tensor, text_features: torch.Tensor) -> dict:
-    """For matching pairs (row i of each): gap length, mean matching-pair cosine, and each cone's mean cosine."""
-    img, txt = F.normalize(image_features.float(), dim=-1), F.normalize(text_features.float(), dim=-1)
-    return {"gap": modality_gap(img, txt).norm().item(), "pair_cosine": (img * txt).sum(-1).mean().item(),
-            "image_cone": mean_pairwise_cosine(img), "text_cone": mean_pairwise_cosine(txt)}
 
 
 def shift_embeddings(features: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -216,7 +203,7 @@ def shift_embeddings(features: torch.Tensor, shift: torch.Tensor) -> torch.Tenso
 def close_gap(image_features: torch.Tensor, text_features: torch.Tensor, lam: float,
               gap: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Move images by -lam/2 gap and texts by +lam/2 gap (renormalised): lam = 1 closes the gap, lam < 0 widens it."""
-    gap = modality_gap(image_features, text_features) if gap is None else gap
+    gap = gap_vector(image_features, text_features) if gap is None else gap
     return shift_embeddings(image_features, -lam / 2 * gap), shift_embeddings(text_features, lam / 2 * gap)
 
 

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from clipedu.viz import IMAGE_COLOR, TEXT_COLOR, _array, _project
 
-__all__ = ["project", "class_similarity", "modality_gap", "plot_attribute_maps", "plot_joint_map",
+__all__ = ["project", "class_similarity", "mean_pairwise_cosine", "modality_gap", "plot_attribute_maps", "plot_joint_map",
            "plot_modality_gap"]
 
 
@@ -62,9 +62,13 @@ def class_similarity(features, labels, num_classes: int | None = None) -> torch.
     return (centres @ centres.T).float()
 
 
-def _mean_offdiagonal(sims: torch.Tensor) -> float:
-    n = len(sims)
-    return ((sims.sum() - sims.diagonal().sum()) / (n * (n - 1))).item()
+def mean_pairwise_cosine(x: torch.Tensor) -> float:
+    """The mean cosine between distinct rows of x [N, D]: how narrow the cone of one modality is."""
+    x = _unit(x)
+    n = len(x)
+    if n < 2:
+        raise ValueError("need at least two embeddings to compare")
+    return (((x.sum(0) ** 2).sum() - n) / (n * (n - 1))).item()  # sum over i != j of x_i . x_j
 
 
 def modality_gap(image_features, text_features) -> dict[str, float]:
@@ -81,7 +85,7 @@ def modality_gap(image_features, text_features) -> dict[str, float]:
     if len(img) < 2 or len(txt) < 2:
         raise ValueError("need at least two image and two text embeddings")
     out = {"gap": (img.mean(0) - txt.mean(0)).norm().item(),
-           "image_cone": _mean_offdiagonal(img @ img.T), "text_cone": _mean_offdiagonal(txt @ txt.T),
+           "image_cone": mean_pairwise_cosine(img), "text_cone": mean_pairwise_cosine(txt),
            "image_text": (img @ txt.T).mean().item()}
     if len(img) == len(txt):
         out["pair"] = (img * txt).sum(-1).mean().item()

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipedu.maps import (class_similarity, modality_gap, plot_attribute_maps, plot_joint_map,
+from clipedu.maps import (class_similarity, mean_pairwise_cosine, modality_gap, plot_attribute_maps, plot_joint_map,
                           plot_modality_gap, project)
 
 
@@ -68,6 +68,21 @@ def test_modality_gap_on_hand_made_cones():
     assert modality_gap(img, img * 3)["gap"] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_modality_gap_of_two_opposite_clouds_by_hand():
+    img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    s = modality_gap(3 * img, -img)  # lengths do not matter: measured on unit vectors
+    assert s["gap"] == pytest.approx(2**0.5)
+    assert s["pair"] == pytest.approx(-1.0)
+    assert s["image_cone"] == pytest.approx(0.0) and s["text_cone"] == pytest.approx(0.0)
+
+
+def test_mean_pairwise_cosine_ignores_lengths_and_needs_two_rows():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # cosines 0, 1/sqrt(2), 1/sqrt(2)
+    assert mean_pairwise_cosine(x * torch.tensor([[2.0], [5.0], [0.5]])) == pytest.approx(2**0.5 / 3)
+    with pytest.raises(ValueError, match="two"):
+        mean_pairwise_cosine(x[:1])
+
+
 def test_modality_gap_cones_match_brute_force():
     g = torch.Generator().manual_seed(2)
     img = F.normalize(torch.randn(6, 5, generator=g) + torch.tensor([3.0, 0, 0, 0, 0]), dim=-1)
@@ -75,6 +90,7 @@ def test_modality_gap_cones_match_brute_force():
     s = modality_gap(img, txt)
     cone = np.mean([float(img[i] @ img[j]) for i in range(6) for j in range(6) if i != j])
     assert s["image_cone"] == pytest.approx(cone, abs=1e-6)
+    assert mean_pairwise_cosine(img) == pytest.approx(cone, abs=1e-6)
     assert s["image_text"] == pytest.approx(float((img @ txt.T).mean()), abs=1e-6)
     assert "pair" not in s  # 6 images, 9 texts: not paired
     assert s["gap"] > 1.0
