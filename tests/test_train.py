@@ -237,7 +237,7 @@ def test_the_progress_bar_redraws_at_most_once_a_second(tmp_path, capsys, monkey
     """A bar that redraws every step floods a notebook kernel's output channel; nbval then loses the
     cell's end and times out (this failed CI once). Count the redraws of a fast 60-step run."""
     import clipedu.train as train_module
-    monkeypatch.setattr(train_module, "PROGRESS_INTERVAL", 30.0)  # longer than the run: only start and end
+    monkeypatch.setattr(train_module, "PROGRESS_INTERVAL", 30.0)  # longer than the run: start, end (+ tqdm monitor)
     train("shapes-tiny", tmp_path, progress=True, **{**TINY, "eval_every": 0, "steps": 60})
     redraws = capsys.readouterr().err.count("\r")
-    assert 1 <= redraws <= 4, f"the bar redrew {redraws} times in one short run"
+    assert 1 <= redraws <= 10, f"the bar redrew {redraws} times in a 60-step run"  # redrawn every step: 62
