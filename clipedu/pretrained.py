@@ -4,10 +4,14 @@ Later notebooks need a trained model without spending minutes on it each
 time. `load_or_train("shapes-tiny")` keeps one run per preset under
 `<repo>/.cache/clipedu/<preset>/` and retrains it only when the checkpoint is
 missing, unreadable, from another config, or unfinished (then it resumes).
+Two notebooks asking at once do not both train: the second waits for the
+first (a lock file beside the run's folder) and then loads its result.
 """
 
+import contextlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -32,6 +36,27 @@ def load_model(path: str | Path) -> tuple[CLIP, BPETokenizer, dict]:
     return model.eval(), tokenizer_from_state(ckpt["extra"]["tokenizer"]), ckpt
 
 
+@contextlib.contextmanager
+def cache_lock(folder: Path):
+    """Hold `<folder>.lock` while checking or training the run in `folder`; wait if another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; overlapping runs still leave whole files (all writes are atomic)
+        yield
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"another process is training {folder}; waiting for it to finish ...", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def load_or_train(preset: str | None = None, cache_dir: str | Path | None = None,
                   progress: bool = True, **overrides) -> tuple[CLIP, BPETokenizer, dict]:
     """(model, tokenizer, final metrics) of `preset`, trained on first use and cached.
@@ -42,6 +67,11 @@ def load_or_train(preset: str | None = None, cache_dir: str | Path | None = None
     preset = preset or course_preset()
     config = apply_overrides(get_preset(preset), **overrides)
     out = Path(cache_dir) if cache_dir is not None else CACHE_DIR / preset
+    with cache_lock(out):
+        return _load_or_train(config, out, progress)
+
+
+def _load_or_train(config, out: Path, progress: bool) -> tuple[CLIP, BPETokenizer, dict]:
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
     resume = False
     if ckpt_path.is_file():

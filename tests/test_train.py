@@ -1,5 +1,6 @@
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -7,8 +8,7 @@ import torch
 from clipedu.checkpoint import CheckpointError, load_checkpoint
 from clipedu.distributed import DistState
 from clipedu.loss import clip_loss
-from clipedu.presets import PRESETS, TrainConfig, get_preset
-from clipedu.presets import init_model
+from clipedu.presets import PRESETS, TrainConfig, get_preset, init_model
 from clipedu.train import contrastive_backward, main, train
 
 # A model and data small enough for a training run to take about a second.
@@ -198,6 +198,29 @@ def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
     assert metrics3["step"] == 3
     _, _, metrics4 = load_or_train("shapes-tiny", cache, progress=False, **TINY, steps=4)  # other settings
     assert metrics4["step"] == 4
+
+
+def test_a_second_load_or_train_waits_for_the_first_then_loads(tmp_path, capsys):
+    """Two notebooks asking for the course model at once: one trains, the other waits and loads."""
+    import threading
+
+    from clipedu.pretrained import cache_lock, load_or_train
+
+    cache = tmp_path / "cache"
+    result = {}
+    with cache_lock(cache):  # as if another kernel were training right now
+        waiter = threading.Thread(target=lambda: result.update(
+            out=load_or_train("shapes-tiny", cache, progress=False, **TINY, steps=3)))
+        waiter.start()
+        for _ in range(200):  # up to 20 s for the waiter to find the lock taken
+            err = capsys.readouterr().err
+            if "waiting" in err:
+                break
+            time.sleep(0.1)
+        assert "another process is training" in err
+        assert not (cache / "checkpoint.pt").exists() and waiter.is_alive()
+    waiter.join(timeout=120)
+    assert not waiter.is_alive() and result["out"][2]["step"] == 3
 
 
 def test_captions_folder_trains_on_a_users_csv(tmp_path):
