@@ -88,6 +88,9 @@ PRESETS: dict[str, TrainConfig] = {
     # classifies held-out colour-shape compositions zero-shot. A small ResNet
     # (BatchNorm, 8 channels wide); the held-out accuracy climbs late, after the
     # seen pairs are learnt, so the schedule is long rather than the model big.
+    # It is seed-sensitive: some runs sit for 1000+ steps knowing colour but not
+    # shape, and end with held-out accuracy 0.5-0.85 instead of 0.96
+    # (benchmarks/bench_shapes_tiny.py runs three seeds).
     "shapes-tiny": TrainConfig(
         preset="shapes-tiny",
         image_size=32, context_length=16,
