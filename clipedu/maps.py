@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 
 from clipedu.viz import IMAGE_COLOR, TEXT_COLOR, _array, _project
 
-__all__ = ["project", "class_similarity", "mean_pairwise_cosine", "modality_gap", "plot_attribute_maps", "plot_joint_map",
-           "plot_modality_gap"]
+__all__ = ["project", "class_similarity", "mean_pairwise_cosine", "modality_gap", "plot_attribute_maps",
+           "plot_joint_map", "plot_modality_gap"]
 
 
 def project(embeddings, method: str = "pca", seed: int = 0) -> np.ndarray:
