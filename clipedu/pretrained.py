@@ -12,6 +12,7 @@ import contextlib
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from clipedu.presets import RUN_CONTROL_FIELDS, apply_overrides, course_preset, 
 from clipedu.tokenizer import BPETokenizer
 
 CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "clipedu"
+LOCK_QUIET_SECONDS = 3.0  # wait this long for another process's lock before saying so
 
 
 def load_model(path: str | Path) -> tuple[CLIP, BPETokenizer, dict]:
@@ -46,11 +48,18 @@ def cache_lock(folder: Path):
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f"{folder.name}.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"another process is training {folder}; waiting for it to finish ...", file=sys.stderr, flush=True)
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        deadline = time.monotonic() + LOCK_QUIET_SECONDS  # a load takes a second: wait for it silently
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    print(f"another process is training (or loading) {folder}; waiting for it to finish ...",
+                          file=sys.stderr, flush=True)
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    break
+                time.sleep(0.1)
         try:
             yield
         finally:

@@ -212,7 +212,7 @@ def test_a_second_load_or_train_waits_for_the_first_then_loads(tmp_path, capsys)
         waiter = threading.Thread(target=lambda: result.update(
             out=load_or_train("shapes-tiny", cache, progress=False, **TINY, steps=3)))
         waiter.start()
-        for _ in range(200):  # up to 20 s for the waiter to find the lock taken
+        for _ in range(300):  # up to 30 s for the waiter to find the lock taken and say so
             err = capsys.readouterr().err
             if "waiting" in err:
                 break
