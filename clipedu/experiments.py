@@ -34,7 +34,7 @@ from clipedu.loss import clamp_logit_scale, clip_loss, siglip_loss
 from clipedu.optim import build_optimizer, cosine_schedule, set_lr
 from clipedu.presets import (TrainConfig, TrainData, apply_overrides, build_tokenizer, get_preset, init_model,
                              load_data)
-from clipedu.sampler import UniqueCaptionBatchSampler
+from clipedu.sampler import UniqueCaptionBatchSampler, caption_token_table
 from clipedu.train import evaluate, step_inputs
 from clipedu.zeroshot import classifier_from_prompts, classify_features, encode_images, encode_texts, ensemble_prompts
 
@@ -120,11 +120,8 @@ def train_run(s: Setup, loss: str = "clip", temperature: float | None = None, bi
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = build_run_model(config, s.tokenizer.vocab_size, loss, temperature, bias).to(device)
     optimizer = build_optimizer(model, config.lr, config.weight_decay, tuple(config.betas), config.eps)
-    caps = s.data.train.captions
-    width = max(len(c) for c in caps)
-    flat = [c[j % len(c)] for c in caps for j in range(width)]
-    tokens = s.tokenizer(flat, context_length=config.context_length, truncate=True).view(len(caps), width, -1)
-    sampler = UniqueCaptionBatchSampler(caps, config.batch_size, seed=config.seed)
+    tokens = caption_token_table(s.tokenizer, s.data.train.captions, config.context_length)
+    sampler = UniqueCaptionBatchSampler(s.data.train.captions, config.batch_size, seed=config.seed)
     history, seconds = [], 0.0
     model.train()
     for step in range(config.steps):

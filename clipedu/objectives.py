@@ -39,7 +39,7 @@ from clipedu.captioning import caption_loss, caption_mask
 from clipedu.loss import clamp_logit_scale, clip_loss
 from clipedu.model import l2_normalize
 from clipedu.optim import build_optimizer, cosine_schedule, set_lr
-from clipedu.sampler import UniqueCaptionBatchSampler
+from clipedu.sampler import UniqueCaptionBatchSampler, caption_token_table
 from clipedu.tokenizer import BPETokenizer
 from clipedu.transformer import LayerNorm, Transformer, build_causal_mask
 from clipedu.transforms import normalize
@@ -246,9 +246,7 @@ def train_objective(objective: nn.Module, data, tokenizer, steps: int, batch_siz
     same seed, AdamW, warmup + cosine. `evaluate(objective)` returns metrics,
     logged every `eval_every` steps and at the end with the images seen so far.
     """
-    width = max(len(c) for c in data.captions)
-    flat = [c[j % len(c)] for c in data.captions for j in range(width)]
-    tokens = tokenizer(flat, context_length=context_length, truncate=True).view(len(data.captions), width, -1)
+    tokens = caption_token_table(tokenizer, data.captions, context_length)
     sampler = UniqueCaptionBatchSampler(data.captions, batch_size, seed=seed)
     optimizer = build_optimizer(objective, lr, weight_decay)
     history, seconds = [], 0.0

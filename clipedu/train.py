@@ -37,7 +37,7 @@ from clipedu.presets import (RUN_CONTROL_FIELDS, PRESETS, TrainConfig, TrainData
                              tokenizer_state)
 from clipedu.pretrained import load_model, load_or_train  # noqa: F401 (re-exported for notebooks)
 from clipedu.retrieval import flatten_captions, recall_at_k
-from clipedu.sampler import UniqueCaptionBatchSampler
+from clipedu.sampler import UniqueCaptionBatchSampler, caption_token_table
 from clipedu.zeroshot import classifier_from_prompts, encode_images, encode_texts, zeroshot_accuracy
 
 
@@ -191,12 +191,8 @@ def train(config: TrainConfig | str = "shapes-tiny", out_dir: str | Path | None 
         start, history, seconds = checkpoint["step"], checkpoint["extra"]["history"], checkpoint["extra"]["seconds"]
     ddp_model = wrap_ddp(model, dist)
 
-    # Every caption tokenised once: tokens[i, j] is caption j of image i (lists are padded by repetition).
-    caps = data.train.captions
-    width = max(len(c) for c in caps)
-    flat = [c[j % len(c)] for c in caps for j in range(width)]
-    tokens = tokenizer(flat, context_length=config.context_length, truncate=True).view(len(caps), width, -1)
-    sampler = UniqueCaptionBatchSampler(caps, config.batch_size, seed=config.seed)
+    tokens = caption_token_table(tokenizer, data.train.captions, config.context_length)
+    sampler = UniqueCaptionBatchSampler(data.train.captions, config.batch_size, seed=config.seed)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def save(step: int) -> None:

@@ -81,3 +81,15 @@ def test_batch_larger_than_dataset():
         UniqueCaptionBatchSampler([["a"], ["b"]], batch_size=3, seed=0)
     with pytest.raises(ValueError, match="no captions"):
         UniqueCaptionBatchSampler([["a"], []], batch_size=1, seed=0)
+
+
+def test_caption_token_table_pads_short_lists_by_repetition():
+    from clipedu.sampler import caption_token_table
+    from clipedu.tokenizer import BPETokenizer
+
+    tok = BPETokenizer.train(["a red circle", "a blue square", "red"], vocab_size=520)
+    caps = [["a red circle", "red"], ["a blue square"]]
+    table = caption_token_table(tok, caps, context_length=8)
+    assert table.shape == (2, 2, 8)
+    assert torch.equal(table[0, 1], tok(["red"], context_length=8)[0])
+    assert torch.equal(table[1, 0], table[1, 1])  # the one caption of image 1, repeated
