@@ -26,7 +26,7 @@ unit: setup
 	$(BIN)/python -m pytest -q tests
 
 check-notebooks: setup
-	@if [ -f clipedu/course.py ]; then $(BIN)/python -m clipedu.course --check; fi
+	$(BIN)/python -m clipedu.course --check
 
 notebooks: setup
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \

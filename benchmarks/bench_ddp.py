@@ -1,6 +1,6 @@
 """Training throughput of the shapes-tiny model on 1 and 2 processes (torchrun, gloo on CPU), same global batch.
 
-Each configuration runs this file under torchrun (through `clipedu.launch.launch`):
+Each configuration runs this file under torchrun (through `clipedu.train.launch.launch`):
 every rank builds the shapes-tiny CLIP with the preset's seed, wraps it in DDP,
 and times full training steps on its slice of a fixed global batch: forward,
 all-gather of the features, the local loss (`distributed_clip_loss`), backward
@@ -49,11 +49,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 def worker(batch: int, steps: int, warmup: int, threads: int) -> None:
     """Body of every rank: time `steps` DDP training steps; rank 0 prints one RESULT line."""
-    from clipedu.distributed import cleanup, distributed_clip_loss, init_distributed, rank0_print, wrap_ddp
     from clipedu.loss import clamp_logit_scale
-    from clipedu.optim import build_optimizer
-    from clipedu.presets import get_preset
-    from clipedu.presets import init_model
+    from clipedu.train.config import get_preset
+    from clipedu.train.distributed import (
+        cleanup,
+        distributed_clip_loss,
+        init_distributed,
+        rank0_print,
+        wrap_ddp,
+    )
+    from clipedu.train.optim import build_optimizer
+    from clipedu.train.setup import init_model
 
     torch.set_num_threads(threads)
     state = init_distributed("cpu")
@@ -103,7 +109,7 @@ def worker(batch: int, steps: int, warmup: int, threads: int) -> None:
 
 
 def run(procs: int, threads: int, args: argparse.Namespace) -> dict:
-    from clipedu.launch import launch
+    from clipedu.train.launch import launch
 
     log = io.StringIO()
     cmd = [__file__, "--worker", "--batch", str(args.batch), "--steps", str(args.steps),
@@ -129,7 +135,7 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.batch is None:
-        from clipedu.presets import get_preset
+        from clipedu.train.config import get_preset
 
         args.batch = get_preset("shapes-tiny").batch_size
     if args.worker:

@@ -1,7 +1,7 @@
 """Memory and time of one rank's local CLIP loss against the full N x N loss as the global batch grows.
 
 With K ranks and a global batch N = K * n_local, a rank using the local loss
-(`clipedu.distributed.local_clip_loss`) builds two [n_local, N] logit blocks;
+(`clipedu.train.distributed.local_clip_loss`) builds two [n_local, N] logit blocks;
 without it, every rank builds the whole [N, N] matrix (`clipedu.loss.clip_loss`
 on the gathered batch). This script times one forward + backward of each, in
 one process: rank 0's share is computed from features standing in for the
@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from clipedu.distributed import local_clip_loss
 from clipedu.loss import clip_loss
+from clipedu.train.distributed import local_clip_loss
 
 MiB = 2**20
 

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_efficiency.py [--quick] [--png benchmarks/out/efficiency.png] [--steps 3000] [--seeds 0 1]
 
-Trains one image encoder three ways on the same batches (`clipedu.objectives`):
+Trains one image encoder three ways on the same batches (`clipedu.experiments.objectives`):
 a transformer that predicts the caption, a bag-of-words predictor, and the
 bag-of-words contrastive objective. Zero-shot accuracy (48 colour-shape
 classes) against images seen, and the images each objective needs to reach
@@ -18,9 +18,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+from experiment_cli import (
+    add_training_args,
+    experiment_parser,
+    finish_args,
+    save_figure,
+)
 
-from clipedu.objectives import LABELS, OBJECTIVES, compare_objectives, images_to_reach
-from experiment_cli import add_training_args, experiment_parser, finish_args, save_figure
+from clipedu.experiments.objectives import (
+    LABELS,
+    OBJECTIVES,
+    compare_objectives,
+    images_to_reach,
+)
 
 COLORS = {"transformer": "tab:blue", "bow_prediction": "tab:orange", "bow_contrastive": "tab:green"}
 PAPER = {("transformer", "bow_prediction"): 3.0, ("bow_prediction", "bow_contrastive"): 4.0,

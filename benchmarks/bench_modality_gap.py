@@ -8,7 +8,7 @@ embeddings to the centre of the image embeddings, over matching (image,
 caption) pairs; its length is 0 when the two clouds share a centre, and at
 most 2. For each seed: the gap of the untrained course model; the gap after
 training with each fixed temperature and with a learned one
-(`clipedu.experiments.train_run`); and zero-shot accuracy when the trained
+(`clipedu.experiments.runs.train_run`); and zero-shot accuracy when the trained
 embeddings are moved along the gap (`close_gap`: images by -lam/2 gap, class
 vectors by +lam/2 gap, renormalised; lam = 1 closes it, lam < 0 widens it).
 Writes the figure to --png and the numbers to the same path with .json.
@@ -21,11 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from experiment_cli import (
+    add_training_args,
+    experiment_parser,
+    finish_args,
+    save_figure,
+)
 
-from clipedu.experiments import build_run_model, gap_vector, pair_features, setup, shifted_accuracy, train_run
-from clipedu.maps import modality_gap
-from clipedu.presets import apply_overrides
-from experiment_cli import add_training_args, experiment_parser, finish_args, save_figure
+from clipedu.course.maps import modality_gap
+from clipedu.experiments.gap import gap_vector, pair_features, shifted_accuracy
+from clipedu.experiments.runs import build_run_model, setup, train_run
+from clipedu.train.config import apply_overrides
 
 LAMBDAS = [-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
 SPLITS = {"zeroshot_acc": "seen pairs", "zeroshot_heldout_acc": "held-out pairs"}

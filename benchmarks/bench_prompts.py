@@ -3,12 +3,12 @@
     python benchmarks/bench_prompts.py [--quick] [--png benchmarks/out/prompts.png]
         [--preset shapes-tiny | --checkpoint PATH]
 
-Zero-shot accuracy of the course model (`load_or_train(preset)`, trained once
+Zero-shot accuracy of the course model (`load_course_model(preset)`, trained once
 and cached) over the 48 colour-shape classes, on test images of the held-out
 pairs (never in any training caption) and of the seen pairs, for: the bare
 class name, each single template, the ensemble of all templates, and a
 greedy ensemble chosen on a separate validation set of seen pairs
-(`clipedu.experiments`). Each accuracy comes with a 95% interval, and each
+(`clipedu.experiments.runs`). Each accuracy comes with a 95% interval, and each
 gain over the bare name with a paired 95% interval (the same test images).
 The paper: "A photo of a {label}." adds 1.3 points over the bare label on
 ImageNet, and ensembling 80 templates 3.5 more. --quick: 1,000 test images
@@ -19,13 +19,18 @@ import json
 import time
 from pathlib import Path
 
-
-from clipedu.experiments import PROMPT_TEMPLATES as TEMPLATES
-from clipedu.experiments import ensemble_correct, greedy_templates, interval95, template_features
-from clipedu.pretrained import load_model, load_or_train
-from clipedu.shapes import ShapesWorld
-from clipedu.zeroshot import encode_images
 from experiment_cli import experiment_parser, finish_args
+
+from clipedu.data.shapes import ShapesWorld
+from clipedu.embed import encode_images
+from clipedu.experiments.prompts import PROMPT_TEMPLATES as TEMPLATES
+from clipedu.experiments.prompts import (
+    ensemble_correct,
+    greedy_templates,
+    interval95,
+    template_features,
+)
+from clipedu.train.cache import load_course_model, load_model
 
 SPLITS = {"heldout": "held-out pairs", "seen": "seen pairs"}
 
@@ -52,7 +57,7 @@ def main() -> None:
     finish_args(p, args, "prompts")
     start = time.perf_counter()
 
-    model, tokenizer, _ = load_model(args.checkpoint) if args.checkpoint else load_or_train(args.preset, progress=False)
+    model, tokenizer, _ = load_model(args.checkpoint) if args.checkpoint else load_course_model(args.preset, progress=False)
     world = ShapesWorld(seed=0, image_size=model.config.image_resolution)
     prompts = world.prompts(TEMPLATES)
     feats = template_features(model, tokenizer, [prompts[name] for name in world.class_names])

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from clipedu.presets import get_preset
-from clipedu.train import train
+from clipedu.train.config import get_preset
+from clipedu.train.loop import train
 
 
 def run_seed(seed: int, out: Path, eval_every: int) -> dict:

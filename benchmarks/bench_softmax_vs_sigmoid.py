@@ -7,7 +7,7 @@ For each batch size B, trains the course model (the shapes-tiny preset's
 architecture, from scratch) with each loss for images // B steps, so that every
 run sees the same number of (image, caption) pairs, and measures zero-shot
 accuracy (48 colour-shape classes) on seen and held-out pairs
-(`clipedu.experiments.batch_sweep`). SigLIP starts at its paper's values
+(`clipedu.experiments.runs.batch_sweep`). SigLIP starts at its paper's values
 (s = 10, b = -10); a third variant starts SigLIP at the bias that matches the
 batch, b = -ln(B - 1). Writes the figure to --png and the numbers to the same
 path with .json. --quick: batch sizes 16, 64, 256 and 12,800 images per run
@@ -19,9 +19,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from experiment_cli import (
+    add_training_args,
+    experiment_parser,
+    finish_args,
+    save_figure,
+)
 
-from clipedu.experiments import batch_sweep, setup
-from experiment_cli import add_training_args, experiment_parser, finish_args, save_figure
+from clipedu.experiments.runs import batch_sweep, setup
 
 VARIANTS = {"softmax (CLIP)": dict(loss="clip"), "sigmoid (SigLIP, b = -10)": dict(loss="siglip"),
             "sigmoid, b = -ln(B - 1)": dict(loss="siglip", bias="balanced")}

@@ -23,6 +23,7 @@ import os
 import tempfile
 from collections import Counter, defaultdict
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -30,8 +31,7 @@ import ftfy
 import regex
 import torch
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-CLIP_BPE_PATH = DATA_DIR / "bpe_simple_vocab_16e6.txt.gz"
+CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"  # shipped in clipedu/assets, read with importlib.resources
 CLIP_NUM_MERGES = 48_894  # 49,408 ids = 512 byte symbols + 48,894 merges + 2 specials
 SOT, EOT, END_OF_WORD = "<|startoftext|>", "<|endoftext|>", "</w>"
 SAVE_FORMAT = "clipedu-bpe-tokenizer"
@@ -186,18 +186,17 @@ class BPETokenizer:
     @classmethod
     def from_clip_bpe(cls, path: str | os.PathLike | None = None) -> BPETokenizer:
         """CLIP's tokenizer: the first 48,894 merges of `bpe_simple_vocab_16e6.txt.gz`."""
-        path = Path(path) if path is not None else CLIP_BPE_PATH
-        if not path.is_file():
-            raise FileNotFoundError(f"CLIP's merges file {path} is missing; copy bpe_simple_vocab_16e6.txt.gz "
+        source = Path(path) if path is not None else resources.files("clipedu.assets").joinpath(CLIP_BPE_FILE)
+        if not source.is_file():
+            raise FileNotFoundError(f"CLIP's merges file {source} is missing; copy {CLIP_BPE_FILE} "
                                     "from openai/CLIP (or the open_clip_torch wheel) to that place.")
         try:
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                lines = f.read().split("\n")
+            lines = gzip.decompress(source.read_bytes()).decode("utf-8").split("\n")
         except (OSError, EOFError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path} is not a readable gzip-compressed merges file ({e}).") from e
+            raise ValueError(f"{source} is not a readable gzip-compressed merges file ({e}).") from e
         merges = [tuple(line.split()) for line in lines[1:CLIP_NUM_MERGES + 1]]  # line 0 is a header
         if len(merges) < CLIP_NUM_MERGES or any(len(m) != 2 for m in merges):
-            raise ValueError(f"{path} is not CLIP's merges file: expected {CLIP_NUM_MERGES} lines "
+            raise ValueError(f"{source} is not CLIP's merges file: expected {CLIP_NUM_MERGES} lines "
                              "'<symbol> <symbol>' after the header.")
         return cls(merges)
 

@@ -13,56 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def prepare_images(images: torch.Tensor, resolution: int) -> torch.Tensor:
-    """uint8 [N, 3, H, W] -> the normalised float input the vision tower expects.
-
-    Float input is taken as already preprocessed and passed through unchanged.
-    """
-    if images.dtype != torch.uint8:
-        return images
-    from clipedu import transforms  # imported here: only uint8 input needs it
-    if images.shape[-1] != resolution or images.shape[-2] != resolution:
-        images = transforms.resize_center_crop(images, resolution)
-    return transforms.normalize(images)
-
-
-def input_resolution(model: nn.Module) -> int:
-    """The image size the vision tower was built for (read from the model's config)."""
-    return model.config.image_resolution
-
-
-@torch.no_grad()
-def encode_images(
-    model: nn.Module, images: torch.Tensor, batch_size: int = 256, normalize: bool = True
-) -> torch.Tensor:
-    """Image embeddings [N, D] in batches (L2-normalised unless normalize=False), on CPU."""
-    device, res = _device_of(model), input_resolution(model)
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = prepare_images(images[start : start + batch_size], res).to(device)
-        feats = model.encode_image(x).float()
-        out.append(F.normalize(feats, dim=-1) if normalize else feats)
-    return torch.cat(out).cpu()
-
-
-@torch.no_grad()
-def encode_texts(
-    model: nn.Module, tokenizer, texts: Sequence[str], batch_size: int = 256, truncate: bool = False
-) -> torch.Tensor:
-    """L2-normalised text embeddings [N, D] in batches, on CPU (truncate: cut texts that
-    exceed the model's context length, as training does, instead of raising)."""
-    device = _device_of(model)
-    context_length = model.positional_embedding.shape[0]
-    out = []
-    for start in range(0, len(texts), batch_size):
-        tokens = tokenizer(list(texts[start : start + batch_size]), context_length=context_length, truncate=truncate)
-        out.append(F.normalize(model.encode_text(tokens.to(device)).float(), dim=-1))
-    return torch.cat(out).cpu()
+from clipedu.embed import encode_images, encode_texts
 
 
 def ensemble_prompts(prompt_features: torch.Tensor) -> torch.Tensor:

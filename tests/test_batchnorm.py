@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from clipedu.batchnorm import GlobalBatchNorm2d, convert_batchnorm
-from clipedu.launch import launch
 from clipedu.resnet import ModifiedResNet
+from clipedu.train.batchnorm import GlobalBatchNorm2d, convert_batchnorm
+from clipedu.train.launch import launch
 
 WORLD, N, C = 2, 6, 3
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def step(bn, x, weights):
 
 def _worker(out_dir):
     torch.set_num_threads(1)
-    from clipedu.distributed import cleanup, init_distributed
+    from clipedu.train.distributed import cleanup, init_distributed
 
     state = init_distributed("cpu")
     x, weights = batch()

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipedu import captioning as C
-from clipedu.shapes import ShapesWorld
+from clipedu.data.shapes import ShapesWorld
+from clipedu.experiments import captioning as C
 from clipedu.tokenizer import BPETokenizer
 
 

@@ -1,10 +1,10 @@
-"""clipedu.checks: what a student sees after each exercise."""
+"""clipedu.course.checks: what a student sees after each exercise."""
 
 import numpy as np
 import pytest
 import torch
 
-from clipedu.checks import check_function, check_value, compare
+from clipedu.course.checks import check_function, check_value, compare
 
 
 def reference_softmax(logits, temperature):

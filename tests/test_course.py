@@ -9,7 +9,13 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from clipedu.course import SolutionError, find_problems, generate, main, student_notebook
+from clipedu.course.__main__ import main
+from clipedu.course.build import (
+    SolutionError,
+    find_problems,
+    generate,
+    student_notebook,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

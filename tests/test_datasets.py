@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from clipedu.datasets import CaptionedImages, CaptionFolder, cifar_dataset
-from clipedu.digits import DIGIT_WORDS, digits_dataset
+from clipedu.data.contract import CaptionedImages
+from clipedu.data.digits import DIGIT_WORDS, digits_dataset
+from clipedu.data.folders import CaptionFolder, cifar_dataset
 
 COLORS = {"red.png": (220, 20, 20), "green.jpg": (20, 200, 40), "blue.png": (30, 40, 230)}
 

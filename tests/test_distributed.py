@@ -1,7 +1,7 @@
-"""clipedu.distributed on 2 CPU processes (gloo) against the single-process loss over the global batch.
+"""clipedu.train.distributed on 2 CPU processes (gloo) against the single-process loss over the global batch.
 
 One module-scoped fixture runs this very file under torchrun (through
-`clipedu.launch.launch`, `--standalone`: a local rendezvous on a free
+`clipedu.train.launch.launch`, `--standalone`: a local rendezvous on a free
 port) with two ranks; each rank runs every scenario and saves what it saw; the tests compare those records with a single-process
 reference computed here. Gradients follow the DDP convention: the objective is
 the mean of the ranks' losses, DDP averages parameter gradients over ranks, and
@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clipedu.distributed import (
+from clipedu.loss import clip_loss, siglip_loss
+from clipedu.train.distributed import (
     DistState,
     all_reduce_mean,
     cleanup,
@@ -32,8 +33,7 @@ from clipedu.distributed import (
     rank0_print,
     wrap_ddp,
 )
-from clipedu.launch import LaunchError, launch
-from clipedu.loss import clip_loss, siglip_loss
+from clipedu.train.launch import LaunchError, launch
 
 WORLD = 2
 N, D_IMG, D_TXT, D = 8, 6, 7, 5  # global batch 8 -> 4 pairs per rank

@@ -1,4 +1,4 @@
-"""clipedu.experiments: short runs with SigLIP or a fixed temperature, the modality gap, template ensembles."""
+"""clipedu.experiments.runs: short runs with SigLIP or a fixed temperature, the modality gap, template ensembles."""
 
 import math
 
@@ -6,9 +6,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipedu import experiments as E
+from clipedu.embed import encode_texts
+from clipedu.experiments import gap as G
+from clipedu.experiments import prompts as P
+from clipedu.experiments import runs as E
 from clipedu.loss import clip_loss, siglip_loss
-from clipedu.zeroshot import classifier_from_prompts, encode_texts, zeroshot_accuracy, zeroshot_classifier
+from clipedu.zeroshot import (
+    classifier_from_prompts,
+    zeroshot_accuracy,
+    zeroshot_classifier,
+)
 
 TINY = dict(train_size=200, eval_size=40, image_size=24, context_length=24, vocab_size=600, batch_size=16,
             warmup_steps=2, lr=3e-3, model="course-vit",
@@ -121,13 +128,13 @@ def test_balanced_bias_is_the_log_odds_of_one_match_in_n(tiny):
 def test_gap_of_two_opposite_clouds_by_hand():
     img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     txt = -img
-    assert torch.allclose(E.gap_vector(3 * img, txt), torch.tensor([1.0, 1.0]))  # lengths do not matter
+    assert torch.allclose(G.gap_vector(3 * img, txt), torch.tensor([1.0, 1.0]))  # lengths do not matter
     # closing it: images move by -gap/2, texts by +gap/2; here both clouds end centred on 0
-    i, t = E.close_gap(img, txt, 1.0)
+    i, t = G.close_gap(img, txt, 1.0)
     assert torch.allclose(i, torch.tensor([[1.0, -1.0], [-1.0, 1.0]]) / math.sqrt(2))
-    assert E.gap_vector(i, t).norm() < 1e-6
+    assert G.gap_vector(i, t).norm() < 1e-6
     assert torch.allclose(i.norm(dim=-1), torch.ones(2))
-    i0, t0 = E.close_gap(3 * img, txt, 0.0)
+    i0, t0 = G.close_gap(3 * img, txt, 0.0)
     assert torch.allclose(i0, img) and torch.allclose(t0, txt)
 
 
@@ -135,18 +142,18 @@ def test_closing_shrinks_the_gap_and_widening_grows_it():
     g = torch.Generator().manual_seed(0)
     img = F.normalize(torch.randn(30, 8, generator=g) + 2.0, dim=-1)  # a narrow cone
     txt = F.normalize(torch.randn(30, 8, generator=g) - 1.0, dim=-1)  # another one
-    gap = E.gap_vector(img, txt).norm()
-    assert E.gap_vector(*E.close_gap(img, txt, 1.0)).norm() < 0.2 * gap
-    assert E.gap_vector(*E.close_gap(img, txt, -1.0)).norm() > gap  # lam < 0 widens it
+    gap = G.gap_vector(img, txt).norm()
+    assert G.gap_vector(*G.close_gap(img, txt, 1.0)).norm() < 0.2 * gap
+    assert G.gap_vector(*G.close_gap(img, txt, -1.0)).norm() > gap  # lam < 0 widens it
 
 
 def test_shifted_accuracy_without_a_shift_is_zero_shot_accuracy(tiny):
     model = E.build_run_model(tiny.config, tiny.tokenizer.vocab_size).eval()
-    img, txt = E.pair_features(model, tiny.tokenizer, tiny.data.retrieval_set)
+    img, txt = G.pair_features(model, tiny.tokenizer, tiny.data.retrieval_set)
     assert img.shape == txt.shape == (40, 32)
     first_caption = tiny.data.retrieval_set.captions[3][0]
     assert torch.allclose(txt[3], encode_texts(model, tiny.tokenizer, [first_caption], truncate=True)[0])
-    out = E.shifted_accuracy(model, tiny.tokenizer, tiny.data, [0.0, 1.0], E.gap_vector(img, txt))
+    out = G.shifted_accuracy(model, tiny.tokenizer, tiny.data, [0.0, 1.0], G.gap_vector(img, txt))
     classifier = classifier_from_prompts(model, tiny.tokenizer, tiny.data.class_prompts)
     for name, dataset in tiny.data.zeroshot_sets.items():
         assert len(out[name]) == 2
@@ -159,10 +166,10 @@ def test_shifted_accuracy_without_a_shift_is_zero_shot_accuracy(tiny):
 def test_template_ensembles_match_zeroshot_classifier(tiny):
     model = E.build_run_model(tiny.config, tiny.tokenizer.vocab_size).eval()
     names, templates = ["red circle", "blue square", "green star"], ["a {}", "a photo of a {}", "{}"]
-    feats = E.template_features(model, tiny.tokenizer, [[t.format(n) for t in templates] for n in names])
+    feats = P.template_features(model, tiny.tokenizer, [[t.format(n) for t in templates] for n in names])
     assert feats.shape == (3, 3, 32)
     with pytest.raises(ValueError, match="same number"):
-        E.template_features(model, tiny.tokenizer, [["a red circle"], ["a blue square", "a square"]])
+        P.template_features(model, tiny.tokenizer, [["a red circle"], ["a blue square", "a square"]])
     assert torch.allclose(feats[1, 1], encode_texts(model, tiny.tokenizer, ["a photo of a blue square"])[0])
     g = torch.Generator().manual_seed(0)
     image_features = torch.randn(20, 32, generator=g)
@@ -170,7 +177,7 @@ def test_template_ensembles_match_zeroshot_classifier(tiny):
     for chosen in ([0], [1, 2], [0, 1, 2]):
         want = (image_features @ zeroshot_classifier(model, tiny.tokenizer, names, [templates[t] for t in chosen])
                 ).argmax(-1).eq(labels).float()
-        assert torch.equal(E.ensemble_correct(image_features, labels, feats, chosen), want)
+        assert torch.equal(P.ensemble_correct(image_features, labels, feats, chosen), want)
 
 
 def test_greedy_templates_pick_the_helpful_ones_and_interval95():
@@ -178,9 +185,9 @@ def test_greedy_templates_pick_the_helpful_ones_and_interval95():
     eye = torch.eye(3)
     feats = torch.stack([torch.roll(eye, 1, 0), eye, eye + 0.1], dim=1)  # [C=3, T=3, D=3]
     image_features, labels = eye.repeat(2, 1), torch.arange(3).repeat(2)
-    assert E.ensemble_correct(image_features, labels, feats, [0]).sum() == 0
-    assert E.greedy_templates(image_features, labels, feats, 2) == [1, 2]  # a tie goes to the earlier template
-    assert len(E.greedy_templates(image_features, labels, feats, 10)) == 3
+    assert P.ensemble_correct(image_features, labels, feats, [0]).sum() == 0
+    assert P.greedy_templates(image_features, labels, feats, 2) == [1, 2]  # a tie goes to the earlier template
+    assert len(P.greedy_templates(image_features, labels, feats, 10)) == 3
     values = torch.tensor([1.0, 0.0, 1.0, 1.0])
-    assert E.interval95(values) == pytest.approx(1.96 * values.std().item() / 2)
-    assert E.interval95(torch.tensor([1.0])) == 0.0
+    assert P.interval95(values) == pytest.approx(1.96 * values.std().item() / 2)
+    assert P.interval95(torch.tensor([1.0])) == 0.0

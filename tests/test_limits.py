@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from clipedu import limits, shapes
-from clipedu.shapes import ShapesWorld
+from clipedu.data import shapes
+from clipedu.data.shapes import ShapesWorld
+from clipedu.experiments import limits
 
 CONTEXT = 12
 

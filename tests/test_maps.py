@@ -8,8 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipedu.maps import (class_similarity, mean_pairwise_cosine, modality_gap, plot_attribute_maps, plot_joint_map,
-                          plot_modality_gap, project)
+from clipedu.course.maps import (
+    class_similarity,
+    mean_pairwise_cosine,
+    modality_gap,
+    plot_attribute_maps,
+    plot_joint_map,
+    plot_modality_gap,
+    project,
+)
 
 
 def test_project_pca_recovers_a_plane():

@@ -14,7 +14,14 @@ import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP as OpenCLIP
 
-from clipedu.model import CLIP, CONFIGS, CLIPConfig, build_model, get_config, l2_normalize
+from clipedu.model import (
+    CLIP,
+    CONFIGS,
+    CLIPConfig,
+    build_model,
+    get_config,
+    l2_normalize,
+)
 from clipedu.transformer import Attention, LayerNorm, build_causal_mask
 
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipedu import objectives as O
-from clipedu.captioning import caption_loss
+from clipedu.data.shapes import ShapesWorld
+from clipedu.experiments import objectives as O
+from clipedu.experiments.captioning import caption_loss
 from clipedu.loss import clip_loss
-from clipedu.shapes import ShapesWorld
 from clipedu.tokenizer import BPETokenizer
 from clipedu.transforms import normalize
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from clipedu.model import CLIP, get_config
-from clipedu.optim import build_optimizer, cosine_schedule, param_groups, set_lr
+from clipedu.train.optim import build_optimizer, cosine_schedule, param_groups, set_lr
 
 
 def small(name):

@@ -1,8 +1,9 @@
 """The project's set-up files agree with each other and with the brief."""
 import ast
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -174,7 +174,8 @@ def test_image_classifier_uses_the_head_on_normalised_features():
 
 
 def test_finetune_classifier_learns_and_respects_a_frozen_backbone():
-    from clipedu.probe import ImageClassifier, finetune_classifier
+    from clipedu.probe import ImageClassifier
+    from clipedu.train.finetune import finetune_classifier
 
     images, labels = colour_images(60, seed=1)
     clf = ImageClassifier(TinyCLIP(), num_classes=3)
@@ -189,7 +190,7 @@ def test_finetune_classifier_learns_and_respects_a_frozen_backbone():
 
 
 def tiny_clip_and_data():
-    from clipedu.datasets import CaptionedImages
+    from clipedu.data.contract import CaptionedImages
     from clipedu.model import CLIP, CLIPConfig
     from clipedu.tokenizer import BPETokenizer
 
@@ -208,7 +209,7 @@ def tiny_clip_and_data():
 def test_finetune_contrastive_halves_average_to_the_symmetric_loss():
     import copy
 
-    from clipedu.probe import finetune_contrastive
+    from clipedu.train.finetune import finetune_contrastive
 
     model, tokenizer, data = tiny_clip_and_data()
     first = {d: finetune_contrastive(copy.deepcopy(model), tokenizer, data, steps=1, batch_size=8, directions=d)[0]
@@ -222,7 +223,7 @@ def test_finetune_contrastive_halves_average_to_the_symmetric_loss():
 def test_finetune_contrastive_lowers_the_loss_and_clamps_the_temperature():
     import math
 
-    from clipedu.probe import finetune_contrastive
+    from clipedu.train.finetune import finetune_contrastive
 
     model, tokenizer, data = tiny_clip_and_data()
     with torch.no_grad():

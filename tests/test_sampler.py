@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from clipedu.sampler import UniqueCaptionBatchSampler
-from clipedu.shapes import ShapesWorld
+from clipedu.data.sampler import UniqueCaptionBatchSampler
+from clipedu.data.shapes import ShapesWorld
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +84,8 @@ def test_batch_larger_than_dataset():
 
 
 def test_caption_token_table_pads_short_lists_by_repetition():
-    from clipedu.sampler import caption_token_table
     from clipedu.tokenizer import BPETokenizer
+    from clipedu.train.setup import caption_token_table
 
     tok = BPETokenizer.train(["a red circle", "a blue square", "red"], vocab_size=520)
     caps = [["a red circle", "red"], ["a blue square"]]

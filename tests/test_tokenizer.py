@@ -1,20 +1,29 @@
 """clipedu.tokenizer against open_clip's copy of openai's SimpleTokenizer, hand-worked BPE and properties."""
 import gzip
+import html
 import json
 import os
 from collections import Counter
 
 import ftfy
-import html
 import open_clip
 import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from open_clip.tokenizer import SimpleTokenizer, bytes_to_unicode as open_clip_bytes_to_unicode
+from open_clip.tokenizer import SimpleTokenizer
+from open_clip.tokenizer import bytes_to_unicode as open_clip_bytes_to_unicode
 
-from clipedu.tokenizer import (EOT, SOT, BPETokenizer, bytes_to_unicode, clean_text, clip_tokenizer,
-                               merge_pair, pre_tokenize)
+from clipedu.tokenizer import (
+    EOT,
+    SOT,
+    BPETokenizer,
+    bytes_to_unicode,
+    clean_text,
+    clip_tokenizer,
+    merge_pair,
+    pre_tokenize,
+)
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

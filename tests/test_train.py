@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from clipedu.checkpoint import CheckpointError, load_checkpoint
-from clipedu.distributed import DistState
 from clipedu.loss import clip_loss
-from clipedu.presets import PRESETS, TrainConfig, get_preset, init_model
-from clipedu.train import contrastive_backward, main, train
+from clipedu.train.__main__ import main
+from clipedu.train.config import PRESETS, TrainConfig, get_preset
+from clipedu.train.distributed import DistState
+from clipedu.train.loop import contrastive_backward, train
+from clipedu.train.setup import init_model
 
 # A model and data small enough for a training run to take about a second.
 # Every field the tests depend on is set here, so that tuning the preset cannot change them.
@@ -152,7 +154,7 @@ def test_command_line_runs_and_reports_errors(tmp_path, capsys):
 
 
 def test_interrupt_saves_the_last_completed_step(tmp_path, monkeypatch):
-    import clipedu.train as train_module
+    import clipedu.train.loop as train_module
 
     real = train_module.contrastive_backward
     calls = []
@@ -173,11 +175,11 @@ def test_interrupt_saves_the_last_completed_step(tmp_path, monkeypatch):
 
 
 def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
-    import clipedu.train as train_module
-    from clipedu.pretrained import load_or_train
+    import clipedu.train.loop as train_module
+    from clipedu.train.cache import load_course_model
 
     cache = tmp_path / "cache"
-    model, tokenizer, metrics = load_or_train("shapes-tiny", cache, progress=False, **TINY, steps=3)
+    model, tokenizer, metrics = load_course_model("shapes-tiny", cache, progress=False, **TINY, steps=3)
     assert metrics["step"] == 3 and "zeroshot_heldout_acc" in metrics
     assert not model.training and model.context_length == 24
     tokens = tokenizer(["a red circle"], context_length=24)
@@ -187,16 +189,16 @@ def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
         raise AssertionError("should have loaded the cached model")
 
     monkeypatch.setattr(train_module, "train", no_training)
-    again, _, metrics2 = load_or_train("shapes-tiny", cache, progress=False, **TINY, steps=3)
+    again, _, metrics2 = load_course_model("shapes-tiny", cache, progress=False, **TINY, steps=3)
     assert metrics2 == metrics
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
     monkeypatch.undo()
 
     (cache / "checkpoint.pt").write_bytes(b"garbage")  # a corrupt cache is rebuilt
-    _, _, metrics3 = load_or_train("shapes-tiny", cache, progress=False, **TINY, steps=3)
+    _, _, metrics3 = load_course_model("shapes-tiny", cache, progress=False, **TINY, steps=3)
     assert metrics3["step"] == 3
-    _, _, metrics4 = load_or_train("shapes-tiny", cache, progress=False, **TINY, steps=4)  # other settings
+    _, _, metrics4 = load_course_model("shapes-tiny", cache, progress=False, **TINY, steps=4)  # other settings
     assert metrics4["step"] == 4
 
 
@@ -204,13 +206,13 @@ def test_a_second_load_or_train_waits_for_the_first_then_loads(tmp_path, capsys)
     """Two notebooks asking for the course model at once: one trains, the other waits and loads."""
     import threading
 
-    from clipedu.pretrained import cache_lock, load_or_train
+    from clipedu.train.cache import cache_lock, load_course_model
 
     cache = tmp_path / "cache"
     result = {}
     with cache_lock(cache):  # as if another kernel were training right now
         waiter = threading.Thread(target=lambda: result.update(
-            out=load_or_train("shapes-tiny", cache, progress=False, **TINY, steps=3)))
+            out=load_course_model("shapes-tiny", cache, progress=False, **TINY, steps=3)))
         waiter.start()
         for _ in range(300):  # up to 30 s for the waiter to find the lock taken and say so
             err = capsys.readouterr().err
@@ -245,7 +247,7 @@ def test_captions_folder_trains_on_a_users_csv(tmp_path):
 
 
 def test_the_course_preset_follows_the_device(monkeypatch):
-    from clipedu import presets
+    from clipedu.train import config as presets
 
     monkeypatch.setattr(presets.torch.cuda, "is_available", lambda: False)
     assert presets.course_preset() == "shapes-tiny"
@@ -259,7 +261,7 @@ def test_the_course_preset_follows_the_device(monkeypatch):
 def test_the_progress_bar_redraws_at_most_once_a_second(tmp_path, capsys, monkeypatch):
     """A bar that redraws every step floods a notebook kernel's output channel; nbval then loses the
     cell's end and times out (this failed CI once). Count the redraws of a fast 60-step run."""
-    import clipedu.train as train_module
+    import clipedu.train.loop as train_module
     monkeypatch.setattr(train_module, "PROGRESS_INTERVAL", 30.0)  # longer than the run: start, end (+ tqdm monitor)
     train("shapes-tiny", tmp_path, progress=True, **{**TINY, "eval_every": 0, "steps": 60})
     redraws = capsys.readouterr().err.count("\r")

@@ -6,10 +6,10 @@ The command lines are the ones a user types:
     python -m clipedu.train --preset shapes-tiny --steps 4 --batch-size 64 --no-eval --out DIR2
 
 and the same pair with `--preset digits`, a ViT. The course ResNet's BatchNorm
-takes its statistics over the global batch under torchrun (`clipedu.batchnorm`),
+takes its statistics over the global batch under torchrun (`clipedu.train.batchnorm`),
 so both towers match the single-process run to rounding.
 
-torchrun is started through `clipedu.launch.launch` (`sys.executable -m
+torchrun is started through `clipedu.train.launch.launch` (`sys.executable -m
 torch.distributed.run --standalone`), the launcher notebook 13 uses, so its
 streamed log is tested too. Module-scoped fixtures run each command once.
 Every process runs on one thread (torchrun's default), which keeps the runs
@@ -35,12 +35,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import clipedu.train as train_module
-from clipedu.datasets import CaptionedImages
-from clipedu.distributed import DistState
-from clipedu.launch import launch
-from clipedu.presets import TrainConfig, TrainData, init_model
-from clipedu.sampler import UniqueCaptionBatchSampler
+import clipedu.train.loop as train_module
+from clipedu.data.contract import CaptionedImages
+from clipedu.data.sampler import UniqueCaptionBatchSampler
+from clipedu.train.config import TrainConfig
+from clipedu.train.distributed import DistState
+from clipedu.train.launch import launch
+from clipedu.train.setup import TrainData, init_model
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}

@@ -6,13 +6,18 @@ import math
 
 import pytest
 import torch
+from test_train import (  # the same tiny model and short runs as the loop's own tests
+    TINY,
+    run,
+)
 
 from clipedu.checkpoint import load_checkpoint
-from clipedu.distributed import DistState
 from clipedu.loss import clip_loss, siglip_loss
-from clipedu.presets import apply_overrides, get_preset, init_model
-from clipedu.train import contrastive_backward
-from test_train import TINY, run  # the same tiny model and short runs as the loop's own tests
+from clipedu.train.config import apply_overrides, get_preset
+from clipedu.train.distributed import DistState
+from clipedu.train.loop import contrastive_backward
+from clipedu.train.setup import init_model
+
 
 def history(out):
     return json.loads((out / "metrics.json").read_text())["history"]

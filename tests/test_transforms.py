@@ -8,8 +8,18 @@ from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from clipedu.transforms import (MEAN, STD, augment_seeds, load_image, normalize, pil_to_tensor, preprocess,
-                                random_crop, resize_center_crop, to_rgb)
+from clipedu.transforms import (
+    MEAN,
+    STD,
+    augment_seeds,
+    load_image,
+    normalize,
+    pil_to_tensor,
+    preprocess,
+    random_crop,
+    resize_center_crop,
+    to_rgb,
+)
 
 
 def openai_reference(resolution):

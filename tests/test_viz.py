@@ -1,4 +1,4 @@
-"""clipedu.viz: every figure builds on small inputs and rejects bad shapes clearly."""
+"""clipedu.course.viz: every figure builds on small inputs and rejects bad shapes clearly."""
 
 import matplotlib
 
@@ -13,7 +13,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from clipedu import gallery, viz  # noqa: E402
+from clipedu.course import gallery, viz  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""clipedu.widgets: the plain figures draw what the model computes, and the controls redraw them.
+"""clipedu.course.widgets: the plain figures draw what the model computes, and the controls redraw them.
 
 The widgets are driven without a front end: setting a control's value fires
 the same observers a browser would, and the playground keeps the figure it
@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from clipedu import widgets  # noqa: E402
+from clipedu.course import widgets  # noqa: E402
 from clipedu.model import CLIP, CLIPConfig  # noqa: E402
 from clipedu.tokenizer import BPETokenizer  # noqa: E402
 from clipedu.transforms import normalize  # noqa: E402

@@ -7,9 +7,9 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 
 from clipedu.zeroshot import (
     accuracy,
+    classifier_from_prompts,
     classify_features,
     confusion_matrix,
-    classifier_from_prompts,
     ensemble_prompts,
     zeroshot_accuracy,
     zeroshot_classifier,

@@ -23,9 +23,9 @@ import torch
 from IPython.display import display
 from matplotlib.figure import Figure
 
-from clipedu import viz
+from clipedu.course import viz
+from clipedu.embed import encode_images, encode_texts
 from clipedu.retrieval import similarity
-from clipedu.zeroshot import encode_images, encode_texts
 
 # ----------------------------------------------------------------------------- the plain figures
 
@@ -68,7 +68,7 @@ def search_figure(model, tokenizer, images: torch.Tensor, query: str, k: int = 5
                   image_features: torch.Tensor | None = None) -> Figure:
     """The query and the k gallery images closest to it in the shared space, with their cosines.
 
-    Pass `image_features` (from `clipedu.zeroshot.encode_images`) to avoid
+    Pass `image_features` (from `clipedu.embed.encode_images`) to avoid
     encoding the gallery again for every query.
     """
     if image_features is None:

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clipedu import shapes
+from clipedu.data import shapes
 from clipedu.tokenizer import BPETokenizer, pre_tokenize
 from clipedu.transforms import normalize
 

@@ -1,7 +1,7 @@
 """Trained course models on demand: load a cached checkpoint, or train it once.
 
 Later notebooks need a trained model without spending minutes on it each
-time. `load_or_train("shapes-tiny")` keeps one run per preset under
+time. `load_course_model("shapes-tiny")` keeps one run per preset under
 `<repo>/.cache/clipedu/<preset>/` and retrains it only when the checkpoint is
 missing, unreadable, from another config, or unfinished (then it resumes).
 Two notebooks asking at once do not both train: the second waits for the
@@ -19,10 +19,18 @@ import torch
 
 from clipedu.checkpoint import CheckpointError, load_checkpoint
 from clipedu.model import CLIP, CLIPConfig
-from clipedu.presets import RUN_CONTROL_FIELDS, apply_overrides, course_preset, get_preset, tokenizer_from_state
 from clipedu.tokenizer import BPETokenizer
+from clipedu.train.config import (
+    RUN_CONTROL_FIELDS,
+    apply_overrides,
+    course_preset,
+    get_preset,
+)
+from clipedu.train.setup import tokenizer_from_state
 
-CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "clipedu"
+_CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, when clipedu runs from a checkout
+# <checkout>/.cache/clipedu in a checkout (make clean removes it); ~/.cache/clipedu for an installed package
+CACHE_DIR = (_CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else Path.home()) / ".cache" / "clipedu"
 LOCK_QUIET_SECONDS = 3.0  # wait this long for another process's lock before saying so
 
 
@@ -66,7 +74,7 @@ def cache_lock(folder: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def load_or_train(preset: str | None = None, cache_dir: str | Path | None = None,
+def load_course_model(preset: str | None = None, cache_dir: str | Path | None = None,
                   progress: bool = True, **overrides) -> tuple[CLIP, BPETokenizer, dict]:
     """(model, tokenizer, final metrics) of `preset`, trained on first use and cached.
 
@@ -93,7 +101,9 @@ def _load_or_train(config, out: Path, progress: bool) -> tuple[CLIP, BPETokenize
             resume = True  # an interrupted run: finish it
         except (CheckpointError, json.JSONDecodeError):
             shutil.rmtree(out)  # corrupt or stale (the preset changed): start again
-    from clipedu.train import train  # here, not at the top: clipedu.train re-exports this module
+    from clipedu.train.loop import (
+        train,  # here, not at the top: clipedu.train re-exports this module
+    )
 
     final = train(config, out, resume=resume, progress=progress)
     model, tokenizer, _ = load_model(ckpt_path)

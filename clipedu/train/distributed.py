@@ -29,7 +29,13 @@ import torch.distributed.nn.functional as dist_nn
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clipedu.loss import _check_features, _check_scalar, clip_loss, logits_matrix, siglip_loss
+from clipedu.loss import (
+    _check_features,
+    _check_scalar,
+    clip_loss,
+    logits_matrix,
+    siglip_loss,
+)
 
 
 @dataclass

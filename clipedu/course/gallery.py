@@ -1,6 +1,6 @@
 """The course's image figures: grids of images, search results, a ViT's patch grid.
 
-`clipedu.viz` re-exports every function here, so notebooks call them as
+`clipedu.course.viz` re-exports every function here, so notebooks call them as
 `viz.show_images(...)` like the other figures. Each function returns a
 matplotlib Figure without showing it; images follow the data contract
 (uint8 `[3, H, W]`, RGB) or are PIL images.

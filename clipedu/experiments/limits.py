@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from clipedu import render, shapes
-from clipedu.zeroshot import encode_images, encode_texts
+from clipedu.data import render, shapes
+from clipedu.embed import encode_images, encode_texts
 
 __all__ = ["candidate_scores", "choice_accuracy", "relation_candidates", "relation_accuracy",
            "count_phrase", "count_candidates", "count_accuracy", "draw_shape", "draw_word"]

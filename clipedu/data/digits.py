@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clipedu.datasets import CaptionedImages
+from clipedu.data.contract import CaptionedImages
 
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 # {n}: the numeral, {w}: the word

@@ -1,6 +1,6 @@
 """Short experiments beyond the paper's recipe (notebooks 18-20 and their benchmarks).
 
-`clipedu.train.train` runs one configured training run and writes its
+`clipedu.train.loop.train` runs one configured training run and writes its
 checkpoint. The experiments here train many short runs on one shared dataset,
 changing one thing at a time, so they have their own small loop (`train_run`):
 
@@ -26,17 +26,21 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from clipedu.distributed import DistState
+from clipedu.data.sampler import UniqueCaptionBatchSampler
 from clipedu.loss import clamp_logit_scale, clip_loss, siglip_loss
-from clipedu.optim import build_optimizer, cosine_schedule, set_lr
-from clipedu.presets import (TrainConfig, TrainData, apply_overrides, build_tokenizer, get_preset, init_model,
-                             load_data)
-from clipedu.sampler import UniqueCaptionBatchSampler, caption_token_table
-from clipedu.train import evaluate, step_inputs
-from clipedu.zeroshot import classifier_from_prompts, classify_features, encode_images, encode_texts, ensemble_prompts
+from clipedu.train.config import TrainConfig, apply_overrides, get_preset
+from clipedu.train.distributed import DistState
+from clipedu.train.loop import evaluate, step_inputs
+from clipedu.train.optim import build_optimizer, cosine_schedule, set_lr
+from clipedu.train.setup import (
+    TrainData,
+    build_tokenizer,
+    caption_token_table,
+    init_model,
+    load_data,
+)
 
 LOSSES = {"clip": "softmax (CLIP)", "siglip": "sigmoid (SigLIP)"}
 SIGLIP_INIT_SCALE, SIGLIP_INIT_BIAS = 10.0, -10.0  # the SigLIP paper's t' = ln 10 and b = -10
@@ -184,88 +188,6 @@ def batch_sweep(s: Setup, batch_sizes, images: int, variants: dict | None = None
 # ------------------------------------------------------------------ the modality gap
 
 
-def gap_vector(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-    """The gap vector: the mean of the unit image embeddings minus the mean of the unit text embeddings.
-
-    Its length and the cones' widths are `clipedu.maps.modality_gap`'s.
-    """
-    return F.normalize(image_features.float(), dim=-1).mean(0) - F.normalize(text_features.float(), dim=-1).mean(0)
-
-
-def shift_embeddings(features: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Unit features moved by `shift` and renormalised."""
-    return F.normalize(F.normalize(features.float(), dim=-1) + shift, dim=-1)
-
-
-def close_gap(image_features: torch.Tensor, text_features: torch.Tensor, lam: float,
-              gap: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move images by -lam/2 gap and texts by +lam/2 gap (renormalised): lam = 1 closes the gap, lam < 0 widens it."""
-    gap = gap_vector(image_features, text_features) if gap is None else gap
-    return shift_embeddings(image_features, -lam / 2 * gap), shift_embeddings(text_features, lam / 2 * gap)
-
-
-def pair_features(model: nn.Module, tokenizer, dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit embeddings of each image and of its first caption: [N, D] each."""
-    return (encode_images(model, dataset.images),
-            encode_texts(model, tokenizer, [c[0] for c in dataset.captions], truncate=True))
-
-
-def shifted_accuracy(model: nn.Module, tokenizer, data: TrainData, lams, gap: torch.Tensor) -> dict[str, list[float]]:
-    """Zero-shot accuracy per test split of `data` after `close_gap` with each lam (class vectors as texts)."""
-    classifier = classifier_from_prompts(model, tokenizer, data.class_prompts).T  # [C, D]
-    out = {}
-    for name, dataset in data.zeroshot_sets.items():
-        img = encode_images(model, dataset.images)
-        out[name] = []
-        for lam in lams:
-            i, c = close_gap(img, classifier, lam, gap)
-            out[name].append(classify_features(i, c.T).eq(dataset.labels).double().mean().item())
-    return out
-
-
 # ------------------------------------------------------------------ prompt templates
 
-# The bare class name first, then forms our captions use ("a {}", "there is a {}", "a small {}") and forms
-# they never use, among them prompts written for photographs ("a high quality photo of a {}").
-PROMPT_TEMPLATES = [
-    "{}", "a {}", "a photo of a {}", "a picture of a {}", "there is a {}", "a photo of the {}",
-    "a {}, a kind of shape", "a high quality photo of a {}", "{} in the scene", "a rendering of a {}",
-    "a small {}", "a large {}", "a {} in the centre", "a {} on a white background", "a drawing of a {}",
-    "the {}", "this is a {}", "a blurry photo of a {}",
-]
 
-
-def template_features(model: nn.Module, tokenizer, prompts) -> torch.Tensor:
-    """Unit prompt embeddings [C, T, D] from prompts[c][t], class c written into template t.
-
-    Every class needs the same number of prompts, one per template, in the same
-    order: `ShapesWorld.prompts(templates)` gives them (with "an" before vowels).
-    """
-    prompts = [list(p) for p in prompts]
-    n_templates = len(prompts[0]) if prompts else 0
-    if n_templates == 0 or any(len(p) != n_templates for p in prompts):
-        raise ValueError("template_features needs the same number (>= 1) of prompts for every class")
-    texts = [t for p in prompts for t in p]
-    return encode_texts(model, tokenizer, texts, truncate=True).view(len(prompts), n_templates, -1)
-
-
-def ensemble_correct(image_features: torch.Tensor, labels: torch.Tensor, features: torch.Tensor,
-                     chosen) -> torch.Tensor:
-    """Per image, 1.0 if the classifier ensembled from the templates `chosen` ([C, T, D] columns) is right."""
-    return (classify_features(image_features, ensemble_prompts(features[:, list(chosen)])) == labels).float()
-
-
-def greedy_templates(image_features, labels, features: torch.Tensor, k: int) -> list[int]:
-    """k template indices, each the one that most raises the ensemble's accuracy (ties: the earlier template)."""
-    chosen: list[int] = []
-    for _ in range(min(k, features.shape[1])):
-        scores = [(ensemble_correct(image_features, labels, features, chosen + [t]).mean().item(), -t)
-                  for t in range(features.shape[1]) if t not in chosen]
-        chosen.append(-max(scores)[1])
-    return chosen
-
-
-def interval95(values: torch.Tensor) -> float:
-    """Half-width of the 95% normal interval of the mean of per-image values (0/1, or paired differences)."""
-    values = torch.as_tensor(values, dtype=torch.float64)
-    return 0.0 if len(values) < 2 else 1.96 * values.std().item() / math.sqrt(len(values))

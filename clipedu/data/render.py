@@ -1,6 +1,6 @@
 """Drawing the shapes world: anti-aliased shapes on plain and textured backgrounds.
 
-`clipedu.shapes` decides *what* each image shows (colour, shape, size,
+`clipedu.data.shapes` decides *what* each image shows (colour, shape, size,
 position, background, captions); this module only turns those choices into
 pixels. Shapes are drawn 4x larger with PIL and box-filtered down, so edges
 are anti-aliased; backgrounds are grey-toned so that a shape's colour is

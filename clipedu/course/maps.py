@@ -2,7 +2,7 @@
 
 CLIP's space has no named axes; what it learned shows up as clusters and
 directions. `project` flattens embeddings to 2-D (PCA, t-SNE or UMAP, as
-`clipedu.viz`); `plot_attribute_maps` draws one projection several times,
+`clipedu.course.viz`); `plot_attribute_maps` draws one projection several times,
 coloured by one attribute per panel (colour, shape, ...), and
 `plot_joint_map` puts images and texts on one map.
 
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from clipedu.viz import IMAGE_COLOR, TEXT_COLOR, _array, _project
+from clipedu.course.viz import IMAGE_COLOR, TEXT_COLOR, _array, _project
 
 __all__ = ["project", "class_similarity", "mean_pairwise_cosine", "modality_gap", "plot_attribute_maps",
            "plot_joint_map", "plot_modality_gap"]

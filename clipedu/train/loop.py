@@ -14,9 +14,7 @@ straight run exactly, and K processes, each taking a contiguous slice of the
 global batch, train on the same data as one process.
 """
 
-import argparse
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -25,21 +23,45 @@ from pathlib import Path
 import torch
 
 from clipedu import transforms
-from clipedu.batchnorm import convert_batchnorm
-from clipedu.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state, write_json
-from clipedu.distributed import (DistState, all_reduce_mean, distributed_clip_loss, distributed_siglip_loss,
-                                 init_distributed, wrap_ddp)
+from clipedu.checkpoint import (
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+    write_json,
+)
+from clipedu.data.sampler import UniqueCaptionBatchSampler
+from clipedu.embed import encode_images, encode_texts
 from clipedu.loss import clamp_logit_scale
 from clipedu.model import CLIP
-from clipedu.optim import build_optimizer, cosine_schedule, set_lr
-from clipedu.presets import (RUN_CONTROL_FIELDS, PRESETS, TrainConfig, TrainData, apply_overrides,
-                             build_tokenizer, get_preset, init_model, load_data, tokenizer_from_state,
-                             tokenizer_state)
-from clipedu.pretrained import load_model, load_or_train  # noqa: F401 (re-exported for notebooks)
 from clipedu.retrieval import flatten_captions, recall_at_k
-from clipedu.sampler import UniqueCaptionBatchSampler, caption_token_table
-from clipedu.zeroshot import classifier_from_prompts, encode_images, encode_texts, zeroshot_accuracy
-
+from clipedu.train.batchnorm import convert_batchnorm
+from clipedu.train.cache import load_course_model, load_model  # noqa: F401 (re-exported for notebooks)
+from clipedu.train.config import (
+    RUN_CONTROL_FIELDS,
+    TrainConfig,
+    apply_overrides,
+    get_preset,
+)
+from clipedu.train.distributed import (
+    DistState,
+    all_reduce_mean,
+    distributed_clip_loss,
+    distributed_siglip_loss,
+    init_distributed,
+    wrap_ddp,
+)
+from clipedu.train.optim import build_optimizer, cosine_schedule, set_lr
+from clipedu.train.setup import (
+    TrainData,
+    build_tokenizer,
+    caption_token_table,
+    init_model,
+    load_data,
+    tokenizer_from_state,
+    tokenizer_state,
+)
+from clipedu.zeroshot import classifier_from_prompts, zeroshot_accuracy
 
 PROGRESS_INTERVAL = 1.0  # seconds between progress-bar redraws
 
@@ -277,45 +299,3 @@ def train(config: TrainConfig | str = "shapes-tiny", out_dir: str | Path | None 
             history[-1].update({k: v for k, v in final.items() if k not in history[-1]})
     write_metrics(final)
     return final
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m clipedu.train", description="Train CLIP from scratch.")
-    p.add_argument("--preset", default="shapes-tiny", help=f"one of: {', '.join(PRESETS)}")
-    p.add_argument("--out", required=True, help="folder for checkpoint.pt and metrics.json")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", choices=["cpu", "cuda", "mps"])
-    p.add_argument("--save-every", type=int, dest="save_every")
-    p.add_argument("--eval-every", type=int, dest="eval_every")
-    p.add_argument("--stop-after", type=int, dest="stop_after", help="end after this step, as if interrupted")
-    p.add_argument("--accum-steps", type=int, dest="accum_steps", help="micro-batches per step")
-    p.add_argument("--data", dest="data_dir", help="your data folder (preset captions-folder)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--no-eval", action="store_true", help="skip all evaluation")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    fields = ("steps", "batch_size", "lr", "seed", "device", "save_every", "eval_every", "stop_after",
-              "accum_steps", "data_dir")
-    overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
-    try:
-        metrics = train(args.preset, args.out, resume=args.resume, evaluate_model=not args.no_eval,
-                        progress=not args.no_progress, **overrides)
-    except KeyboardInterrupt:
-        return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary line, not one per process
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,12 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipedu.captioning import caption_loss, caption_mask
+from clipedu.data.sampler import UniqueCaptionBatchSampler
+from clipedu.experiments.captioning import caption_loss, caption_mask
 from clipedu.loss import clamp_logit_scale, clip_loss
 from clipedu.model import l2_normalize
-from clipedu.optim import build_optimizer, cosine_schedule, set_lr
-from clipedu.sampler import UniqueCaptionBatchSampler, caption_token_table
 from clipedu.tokenizer import BPETokenizer
+from clipedu.train.optim import build_optimizer, cosine_schedule, set_lr
+from clipedu.train.setup import caption_token_table
 from clipedu.transformer import LayerNorm, Transformer, build_causal_mask
 from clipedu.transforms import normalize
 from clipedu.vision import VisionTransformer
@@ -297,7 +298,7 @@ def compare_objectives(steps: int = 400, batch_size: int = 64, train_size: int =
     `test_size` fresh test images of the seen pairs is logged every
     `eval_every` steps. Returns ({name: history}, {name: trained objective}).
     """
-    from clipedu.shapes import ShapesWorld
+    from clipedu.data.shapes import ShapesWorld
 
     world = ShapesWorld(seed=seed, image_size=image_size)
     data, test = world.train(train_size), world.test(test_size, "seen")

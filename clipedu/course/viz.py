@@ -6,7 +6,7 @@ numpy arrays; images follow the data contract (uint8 `[3, H, W]`, RGB) or
 are PIL images.
 
 This module draws matrices, curves and maps; the image figures (grids of
-images, search results, a ViT's patches) live in `clipedu.gallery` and are
+images, search results, a ViT's patches) live in `clipedu.course.gallery` and are
 re-exported here, so every figure is `viz.<name>`.
 """
 
@@ -22,7 +22,13 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from clipedu.gallery import draw_image, show_images, show_patches, show_retrieval, to_hwc
+from clipedu.course.gallery import (
+    draw_image,
+    show_images,
+    show_patches,
+    show_retrieval,
+    to_hwc,
+)
 
 __all__ = ["plot_logits", "plot_softmax_temperatures", "plot_embeddings_2d", "plot_zeroshot_bars",
            "plot_confusion", "plot_history", "plot_attention", "plot_position_similarity",

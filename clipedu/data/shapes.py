@@ -18,7 +18,7 @@ False negatives. Captions repeat: many images are "a red circle" or "there is
 a star". If two pairs in one batch have the same caption, the contrastive
 loss treats the second image as a negative for a caption that describes it
 equally well, pushing apart what should be close. The training loop avoids
-this with `clipedu.sampler.UniqueCaptionBatchSampler`, which builds batches
+this with `clipedu.data.sampler.UniqueCaptionBatchSampler`, which builds batches
 in which no caption string appears twice.
 
 Multi-object variants (`relations`, `counts`) probe CLIP's known limits:
@@ -35,8 +35,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from clipedu.datasets import CaptionedImages
-from clipedu.render import BACKGROUNDS, SHAPES, background_bank, paint
+from clipedu.data.contract import CaptionedImages
+from clipedu.data.render import BACKGROUNDS, SHAPES, background_bank, paint
 
 COLORS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink"]
 SIZES = ["small", "large"]

@@ -1,0 +1,53 @@
+"""TODO docstring."""
+
+import argparse
+import os
+import sys
+
+from clipedu.train.cache import load_course_model, load_model  # noqa: F401 (re-exported for notebooks)
+from clipedu.train.config import (
+    PRESETS,
+)
+from clipedu.train.loop import train
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m clipedu.train", description="Train CLIP from scratch.")
+    p.add_argument("--preset", default="shapes-tiny", help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--out", required=True, help="folder for checkpoint.pt and metrics.json")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=["cpu", "cuda", "mps"])
+    p.add_argument("--save-every", type=int, dest="save_every")
+    p.add_argument("--eval-every", type=int, dest="eval_every")
+    p.add_argument("--stop-after", type=int, dest="stop_after", help="end after this step, as if interrupted")
+    p.add_argument("--accum-steps", type=int, dest="accum_steps", help="micro-batches per step")
+    p.add_argument("--data", dest="data_dir", help="your data folder (preset captions-folder)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--no-eval", action="store_true", help="skip all evaluation")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    fields = ("steps", "batch_size", "lr", "seed", "device", "save_every", "eval_every", "stop_after",
+              "accum_steps", "data_dir")
+    overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
+    try:
+        metrics = train(args.preset, args.out, resume=args.resume, evaluate_model=not args.no_eval,
+                        progress=not args.no_progress, **overrides)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary line, not one per process
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
