@@ -1,4 +1,4 @@
-# clipedu: `make lab` opens the course, `make test` runs every test.
+# clipedu: `make lab` opens the course, `make test` runs every check: lint, unit tests, notebooks.
 # Both first build .venv from pyproject.toml (only Python 3.11 needed).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Jupyter refuses to run as root (containers, cloud notebooks) unless told to.
 LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test unit notebooks check-notebooks bench clean
+.PHONY: setup lab test lint unit notebooks check-notebooks bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ setup: $(STAMP)
 lab: setup
 	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/
 
-test: setup unit check-notebooks notebooks
+test: setup lint unit check-notebooks notebooks
+
+# import sorting and unused imports (pyproject.toml [tool.ruff]); `ruff check --fix` repairs both
+lint: setup
+	$(BIN)/ruff check clipedu tests benchmarks
 
 unit: setup
 	$(BIN)/python -m pytest -q tests

@@ -25,12 +25,8 @@ from experiment_cli import (
     save_figure,
 )
 
-from clipedu.experiments.objectives import (
-    LABELS,
-    OBJECTIVES,
-    compare_objectives,
-    images_to_reach,
-)
+from clipedu.experiments.efficiency import compare_objectives, images_to_reach
+from clipedu.experiments.objectives import LABELS, OBJECTIVES
 
 COLORS = {"transformer": "tab:blue", "bow_prediction": "tab:orange", "bow_contrastive": "tab:green"}
 PAPER = {("transformer", "bow_prediction"): 3.0, ("bow_prediction", "bow_contrastive"): 4.0,

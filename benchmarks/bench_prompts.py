@@ -30,7 +30,8 @@ from clipedu.experiments.prompts import (
     interval95,
     template_features,
 )
-from clipedu.train.cache import load_course_model, load_model
+from clipedu.train.cache import load_course_model
+from clipedu.train.state import load_model
 
 SPLITS = {"heldout": "held-out pairs", "seen": "seen pairs"}
 

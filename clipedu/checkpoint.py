@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from clipedu.errors import ClipeduError
+
 FORMAT = "clipedu-checkpoint-v1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ClipeduError, RuntimeError):
     """A checkpoint file that cannot be used: corrupt, foreign, or from another config."""
 
 

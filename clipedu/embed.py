@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""Embeddings in batches: images and texts into the shared space (paper Fig. 3, `I_e` and `T_e`).
+
+`encode_images` and `encode_texts` run a trained model's towers over many inputs,
+a batch at a time, and return L2-normalised embeddings on the CPU: the rows that
+zero-shot classification, retrieval, probes and every figure compare. Images may
+be raw uint8 (resized and normalised here, as at evaluation) or already prepared.
+"""
 
 from typing import Sequence
 

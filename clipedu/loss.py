@@ -25,8 +25,103 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clipedu.checkpoint import unwrap
 
-def _check_features(image_features: torch.Tensor, text_features: torch.Tensor, same_batch: bool) -> None:
+
+def logits_matrix(
+    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor | float
+) -> torch.Tensor:
+    """Scaled cosine similarities `s * I @ T^T` (paper Figure 3), shape [n_images, n_texts].
+
+    `logit_scale` is the multiplier s = exp(t), as the model's forward returns it.
+    Row and column counts may differ (the distributed loss scores local rows
+    against the global batch).
+    """
+    check_features(image_features, text_features, same_batch=False)
+    check_scalar("logit_scale", logit_scale)
+    return logit_scale * image_features @ text_features.T
+
+
+def image_to_text_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over each row: image i must pick text i among the N texts."""
+    return F.cross_entropy(logits_per_image, _diagonal_labels(logits_per_image))
+
+
+def text_to_image_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over each column: text j must pick image j among the N images."""
+    return F.cross_entropy(logits_per_image.T, _diagonal_labels(logits_per_image))
+
+
+def clip_loss(
+    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor | float
+) -> torch.Tensor:
+    """CLIP's symmetric cross-entropy (paper Figure 3): the mean of both directions.
+
+    image_features, text_features: [N, D], row i of each is a matching pair,
+    normally L2-normalised by the model. logit_scale: s = exp(t), a scalar.
+    With all logits equal the loss is ln(N), chance level.
+    """
+    check_features(image_features, text_features, same_batch=True)
+    logits = logits_matrix(image_features, text_features, logit_scale)
+    return (image_to_text_loss(logits) + text_to_image_loss(logits)) / 2
+
+
+def siglip_labels(n: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """SigLIP's targets: +1 on the diagonal (matching pairs), -1 everywhere else."""
+    return 2 * torch.eye(n, device=device, dtype=dtype) - 1
+
+
+def siglip_loss(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    logit_bias: torch.Tensor | float,
+) -> torch.Tensor:
+    """SigLIP's pairwise sigmoid loss (Zhai et al. 2023, Algorithm 1).
+
+    Each of the N x N pairs is a binary classification with logit
+    z_ij = s * <I_i, T_j> + b and label y_ij = +1 if i == j else -1:
+        loss = -sum_ij log sigmoid(y_ij * z_ij) / N
+    Dividing by N (not N^2) follows the paper and open_clip's SigLipLoss.
+    The paper initialises s = 10 (t' = ln 10) and b = -10, because almost all
+    pairs are negatives.
+    """
+    check_features(image_features, text_features, same_batch=True)
+    check_scalar("logit_bias", logit_bias)
+    logits = logits_matrix(image_features, text_features, logit_scale) + logit_bias
+    labels = siglip_labels(logits.shape[0], device=logits.device, dtype=logits.dtype)
+    return -F.logsigmoid(labels * logits).sum() / logits.shape[0]
+
+
+@torch.no_grad()
+def clamp_logit_scale(
+    model_or_param: nn.Module | torch.Tensor, max_scale: float = 100.0, min_scale: float = 1.0
+) -> torch.Tensor:
+    """Clip the learnable log-temperature t in place so that s = exp(t) <= max_scale.
+
+    The paper (Section 2.5) clips s at 100 to keep training stable; call this
+    after every optimizer step. The lower bound s >= 1 (t >= 0) matches
+    open_clip. Accepts a model with `.logit_scale` (DDP-wrapped or not) or the
+    parameter itself; returns the parameter.
+    """
+    if not (0 < min_scale <= max_scale):
+        raise ValueError(f"need 0 < min_scale <= max_scale, got min_scale={min_scale}, max_scale={max_scale}")
+    param = model_or_param
+    if isinstance(param, nn.Module):
+        module = unwrap(param)  # DistributedDataParallel keeps the model in .module
+        if not hasattr(module, "logit_scale"):
+            raise TypeError(
+                f"{type(module).__name__} has no `logit_scale`; pass the CLIP model or its logit_scale parameter"
+            )
+        param = module.logit_scale
+    if not isinstance(param, torch.Tensor):
+        raise TypeError(f"expected a module or a tensor, got {type(param).__name__}")
+    return param.clamp_(math.log(min_scale), math.log(max_scale))
+
+
+# ------------------------------------------------------------------ input checks
+
+def check_features(image_features: torch.Tensor, text_features: torch.Tensor, same_batch: bool) -> None:
     """Raise a clear error for feature tensors the losses cannot use."""
     for name, x in (("image_features", image_features), ("text_features", text_features)):
         if not isinstance(x, torch.Tensor):
@@ -55,23 +150,10 @@ def _check_features(image_features: torch.Tensor, text_features: torch.Tensor, s
         )
 
 
-def _check_scalar(name: str, value: torch.Tensor | float) -> None:
+def check_scalar(name: str, value: torch.Tensor | float) -> None:
+    """Raise a clear error for a scale or bias that is a tensor of more than one element."""
     if isinstance(value, torch.Tensor) and value.numel() != 1:
         raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
-
-
-def logits_matrix(
-    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor | float
-) -> torch.Tensor:
-    """Scaled cosine similarities `s * I @ T^T` (paper Figure 3), shape [n_images, n_texts].
-
-    `logit_scale` is the multiplier s = exp(t), as the model's forward returns it.
-    Row and column counts may differ (the distributed loss scores local rows
-    against the global batch).
-    """
-    _check_features(image_features, text_features, same_batch=False)
-    _check_scalar("logit_scale", logit_scale)
-    return logit_scale * image_features @ text_features.T
 
 
 def _diagonal_labels(logits: torch.Tensor) -> torch.Tensor:
@@ -80,80 +162,3 @@ def _diagonal_labels(logits: torch.Tensor) -> torch.Tensor:
             f"expected a square [N, N] logits matrix with matches on the diagonal, got {tuple(logits.shape)}"
         )
     return torch.arange(logits.shape[0], device=logits.device)
-
-
-def image_to_text_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over each row: image i must pick text i among the N texts."""
-    return F.cross_entropy(logits_per_image, _diagonal_labels(logits_per_image))
-
-
-def text_to_image_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over each column: text j must pick image j among the N images."""
-    return F.cross_entropy(logits_per_image.T, _diagonal_labels(logits_per_image))
-
-
-def clip_loss(
-    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor | float
-) -> torch.Tensor:
-    """CLIP's symmetric cross-entropy (paper Figure 3): the mean of both directions.
-
-    image_features, text_features: [N, D], row i of each is a matching pair,
-    normally L2-normalised by the model. logit_scale: s = exp(t), a scalar.
-    With all logits equal the loss is ln(N), chance level.
-    """
-    _check_features(image_features, text_features, same_batch=True)
-    logits = logits_matrix(image_features, text_features, logit_scale)
-    return (image_to_text_loss(logits) + text_to_image_loss(logits)) / 2
-
-
-def siglip_labels(n: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """SigLIP's targets: +1 on the diagonal (matching pairs), -1 everywhere else."""
-    return 2 * torch.eye(n, device=device, dtype=dtype) - 1
-
-
-def siglip_loss(
-    image_features: torch.Tensor,
-    text_features: torch.Tensor,
-    logit_scale: torch.Tensor | float,
-    logit_bias: torch.Tensor | float,
-) -> torch.Tensor:
-    """SigLIP's pairwise sigmoid loss (Zhai et al. 2023, Algorithm 1).
-
-    Each of the N x N pairs is a binary classification with logit
-    z_ij = s * <I_i, T_j> + b and label y_ij = +1 if i == j else -1:
-        loss = -sum_ij log sigmoid(y_ij * z_ij) / N
-    Dividing by N (not N^2) follows the paper and open_clip's SigLipLoss.
-    The paper initialises s = 10 (t' = ln 10) and b = -10, because almost all
-    pairs are negatives.
-    """
-    _check_features(image_features, text_features, same_batch=True)
-    _check_scalar("logit_bias", logit_bias)
-    logits = logits_matrix(image_features, text_features, logit_scale) + logit_bias
-    labels = siglip_labels(logits.shape[0], device=logits.device, dtype=logits.dtype)
-    return -F.logsigmoid(labels * logits).sum() / logits.shape[0]
-
-
-@torch.no_grad()
-def clamp_logit_scale(
-    model_or_param: nn.Module | torch.Tensor, max_scale: float = 100.0, min_scale: float = 1.0
-) -> torch.Tensor:
-    """Clip the learnable log-temperature t in place so that s = exp(t) <= max_scale.
-
-    The paper (Section 2.5) clips s at 100 to keep training stable; call this
-    after every optimizer step. The lower bound s >= 1 (t >= 0) matches
-    open_clip. Accepts a model with `.logit_scale` (DDP-wrapped or not) or the
-    parameter itself; returns the parameter.
-    """
-    if not (0 < min_scale <= max_scale):
-        raise ValueError(f"need 0 < min_scale <= max_scale, got min_scale={min_scale}, max_scale={max_scale}")
-    param = model_or_param
-    if isinstance(param, nn.Module):
-        module = getattr(param, "module", param)  # unwrap DistributedDataParallel
-        if not hasattr(module, "logit_scale"):
-            raise AttributeError(
-                f"{type(module).__name__} has no `logit_scale`; pass the CLIP model or its logit_scale parameter"
-            )
-        param = module.logit_scale
-    if not isinstance(param, torch.Tensor):
-        raise TypeError(f"expected a module or a tensor, got {type(param).__name__}")
-    return param.clamp_(math.log(min_scale), math.log(max_scale))

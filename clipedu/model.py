@@ -42,6 +42,7 @@ class CLIPConfig:
     transformer_layers: int
     vision_heads: int | None = None  # None: openai's rule (see heads_for_vision)
     act: str = "quick_gelu"  # "quick_gelu" as OpenAI trained, or "gelu"
+    init_logit_bias: float | None = None  # SigLIP's learned bias b starts here; None: no bias (CLIP)
 
     def __post_init__(self) -> None:
         if isinstance(self.vision_layers, list):
@@ -119,22 +120,13 @@ class CLIP(nn.Module):
 
         if config.is_vit:
             self.visual = VisionTransformer(
-                input_resolution=config.image_resolution,
-                patch_size=config.vision_patch_size,
-                width=config.vision_width,
-                layers=config.vision_layers,
-                heads=config.heads_for_vision,
-                output_dim=config.embed_dim,
-                act=config.act,
-            )
+                input_resolution=config.image_resolution, patch_size=config.vision_patch_size,
+                width=config.vision_width, layers=config.vision_layers, heads=config.heads_for_vision,
+                output_dim=config.embed_dim, act=config.act)
         else:
             self.visual = ModifiedResNet(
-                layers=config.vision_layers,
-                output_dim=config.embed_dim,
-                heads=config.heads_for_vision,
-                input_resolution=config.image_resolution,
-                width=config.vision_width,
-            )
+                layers=config.vision_layers, output_dim=config.embed_dim, heads=config.heads_for_vision,
+                input_resolution=config.image_resolution, width=config.vision_width)
 
         width = config.transformer_width
         self.transformer = Transformer(
@@ -147,6 +139,9 @@ class CLIP(nn.Module):
         self.text_projection = nn.Parameter(torch.empty(width, config.embed_dim))
         # The temperature t of Figure 3, stored as a log so exp(t) stays positive.
         self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))
+        # SigLIP's bias b (Zhai et al. 2023), registered last as open_clip does; None for CLIP.
+        bias = config.init_logit_bias
+        self.logit_bias = None if bias is None else nn.Parameter(torch.tensor(float(bias)))
 
         self.initialize_parameters()
 
@@ -261,6 +256,7 @@ def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> CLIPConfig:
             transformer_width=transformer_width,
             transformer_heads=transformer_width // 64,
             transformer_layers=_count_blocks(sd, "transformer.resblocks."),
+            init_logit_bias=float(sd["logit_bias"]) if "logit_bias" in sd else None,
         )
     except KeyError as err:
         raise ValueError(

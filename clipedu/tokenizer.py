@@ -1,6 +1,6 @@
 """Byte-level BPE, the tokenizer of CLIP's text encoder (paper Sec. 2.4).
 
-A caption becomes token ids in four steps:
+A caption becomes token ids in four steps (1-3 in `clipedu.pretokenize`):
   1. clean it: fix mojibake (ftfy), unescape HTML twice, collapse whitespace,
      lowercase;
   2. pre-tokenize it into words with CLIP's regex (digits one by one);
@@ -17,59 +17,24 @@ from __future__ import annotations
 
 import gzip
 import heapq
-import html
 import json
 import os
-import tempfile
 from collections import Counter, defaultdict
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import ftfy
-import regex
 import torch
+
+from clipedu.checkpoint import atomic_write
+from clipedu.pretokenize import END_OF_WORD, EOT, SOT, bytes_to_unicode, pre_tokenize, word_symbols
 
 CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"  # shipped in clipedu/assets, read with importlib.resources
 CLIP_NUM_MERGES = 48_894  # 49,408 ids = 512 byte symbols + 48,894 merges + 2 specials
-SOT, EOT, END_OF_WORD = "<|startoftext|>", "<|endoftext|>", "</w>"
 SAVE_FORMAT = "clipedu-bpe-tokenizer"
 
-# CLIP's pre-tokenizer: special tokens, English contractions, runs of letters,
-# single digits, runs of other non-space characters.
-PRE_TOKENIZE_PATTERN = regex.compile(
-    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
-    regex.IGNORECASE,
-)
 _WORD_CACHE_SIZE = 1 << 18  # words remembered per tokenizer; bounds memory on huge corpora
-
-
-@lru_cache(maxsize=None)
-def bytes_to_unicode() -> dict[int, str]:
-    """Map each byte 0..255 to a printable character, as GPT-2 and CLIP do.
-
-    Printable Latin-1 bytes stand for themselves; the other 68 (controls,
-    space, ...) are shifted to code points 256+ so that no symbol is whitespace.
-    The dict's order is CLIP's: it fixes the ids of the 256 byte symbols.
-    """
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    others = [b for b in range(256) if b not in printable]
-    return {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(others)}
-
-
-def clean_text(text: str) -> str:
-    """CLIP's cleaning: ftfy.fix_text, html.unescape twice, strip, collapse whitespace, lowercase."""
-    # Fast path: ftfy and html.unescape leave printable ASCII without '&' unchanged
-    # (no mojibake, entities or control characters possible), and ftfy is slow.
-    if not (text.isascii() and text.isprintable() and "&" not in text):
-        text = html.unescape(html.unescape(ftfy.fix_text(text)))
-    return " ".join(text.split()).lower()
-
-
-def pre_tokenize(text: str) -> list[str]:
-    """Clean `text` and split it into CLIP's words (step 1 and 2 above)."""
-    return PRE_TOKENIZE_PATTERN.findall(clean_text(text))
 
 
 def merge_pair(symbols: Sequence[str], pair: tuple[str, str]) -> list[str]:
@@ -83,14 +48,6 @@ def merge_pair(symbols: Sequence[str], pair: tuple[str, str]) -> list[str]:
             out.append(symbols[i])
             i += 1
     return out
-
-
-def _word_symbols(word: str) -> list[str]:
-    """A word's bytes as printable symbols, the last one carrying `</w>` (step 3)."""
-    byte_encoder = bytes_to_unicode()
-    symbols = [byte_encoder[b] for b in word.encode("utf-8")]
-    symbols[-1] += END_OF_WORD
-    return symbols
 
 
 class BPETokenizer:
@@ -135,7 +92,7 @@ class BPETokenizer:
             if not isinstance(text, str):
                 raise TypeError(f"train() expects an iterable of str, got an item of type {type(text).__name__}")
             word_counts.update(w for w in pre_tokenize(text) if w not in (SOT, EOT))
-        words = [_word_symbols(w) for w in word_counts]
+        words = [word_symbols(w) for w in word_counts]
         freqs = list(word_counts.values())
 
         pair_counts: Counter[tuple[str, str]] = Counter()
@@ -181,6 +138,15 @@ class BPETokenizer:
                 print(f"merge {len(merges)}: {pair[0]!r} + {pair[1]!r} -> {pair[0] + pair[1]!r} ({-neg_count} times)")
         return cls(merges)
 
+    @classmethod
+    def from_captions(cls, captions: Sequence[Sequence[str]], vocab_size: int) -> BPETokenizer:
+        """Merges learned on a dataset's captions (captions[i] lists image i's captions), as `train` does.
+
+        The course trains its small tokenizers this way; with a vocabulary larger than
+        the captions need (ShapesWorld's `VOCAB_SIZE`), every word becomes one token.
+        """
+        return cls.train((c for caps in captions for c in caps), vocab_size)
+
     # ---- loading and saving ----------------------------------------------
 
     @classmethod
@@ -202,17 +168,14 @@ class BPETokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the merges and metadata as JSON, atomically (temp file, then os.replace)."""
-        path = Path(path)
         state = {"format": SAVE_FORMAT, "version": 1, "vocab_size": self.vocab_size,
                  "special_tokens": [SOT, EOT], "merges": [list(m) for m in self.merges]}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(state, f, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BPETokenizer:
@@ -240,7 +203,7 @@ class BPETokenizer:
 
     def bpe(self, word: str) -> list[str]:
         """Step 4 for one word: apply the merges, lowest rank first, until none applies."""
-        symbols = _word_symbols(word)
+        symbols = word_symbols(word)
         while len(symbols) > 1:
             pair = min(zip(symbols, symbols[1:]), key=lambda p: self.bpe_ranks.get(p, float("inf")))
             if pair not in self.bpe_ranks:

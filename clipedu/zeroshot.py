@@ -80,17 +80,19 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classe
     return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
-def prompt_features(model: nn.Module, tokenizer, prompts: Sequence[Sequence[str]]) -> torch.Tensor:
+def prompt_features(model: nn.Module, tokenizer, prompts: Sequence[Sequence[str]],
+                    truncate: bool = False) -> torch.Tensor:
     """Normalised embeddings [C, T, D] of prompts[c][t]: class c written into template t.
 
     Every class needs the same number T of prompts. Encoding all templates once lets a
-    template sweep try any subset: `ensemble_prompts(features[:, chosen])`.
+    template sweep try any subset: `ensemble_prompts(features[:, chosen])`. truncate:
+    cut prompts longer than the model's context instead of raising (see `encode_texts`).
     """
     counts = {len(p) for p in prompts}
     if len(prompts) == 0 or len(counts) != 1 or 0 in counts:
         raise ValueError("prompt_features needs the same number (at least one) of prompts for every class; "
                          "use classifier_from_prompts for uneven lists")
-    feats = encode_texts(model, tokenizer, [t for p in prompts for t in p])
+    feats = encode_texts(model, tokenizer, [t for p in prompts for t in p], truncate=truncate)
     return feats.view(len(prompts), counts.pop(), -1)
 
 

@@ -128,6 +128,8 @@ def test_training_is_deterministic_and_logs_history():
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)
     assert [r["step"] for r in h1] == [1, 2, 3] and "val_nll" in h1[1] and "val_nll" not in h1[0]
+    assert list(h1[0]) == ["step", "images_seen", "seconds", "loss", "lr", "nll"]  # step_record's, and nll
+    assert h1[0]["lr"] == 3e-3  # Adam at a constant rate
     assert [r["loss"] for r in h1] == [r["loss"] for r in h2]
     assert 0 < h1[0]["loss"] < 2 * math.log(tok.vocab_size)
     with pytest.raises(ValueError, match="kind"):

@@ -1,5 +1,6 @@
 import os
 import random
+import subprocess
 
 import numpy as np
 import pytest
@@ -136,3 +137,14 @@ def test_write_json_is_atomic_and_readable(tmp_path):
         write_json(tmp_path / "m.json", {"a": object()})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": [1, 2.5]}
     assert os.listdir(tmp_path) == ["m.json"]
+
+
+def test_clipedu_errors_share_one_base_and_keep_their_builtin_one():
+    from clipedu.course.build import SolutionError
+    from clipedu.errors import ClipeduError
+    from clipedu.train.launch import LaunchError
+    from clipedu.weights_file import WeightsError
+
+    for error, builtin in [(CheckpointError, RuntimeError), (WeightsError, ValueError),
+                           (SolutionError, ValueError), (LaunchError, subprocess.CalledProcessError)]:
+        assert issubclass(error, ClipeduError) and issubclass(error, builtin)

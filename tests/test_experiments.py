@@ -11,21 +11,22 @@ from clipedu.experiments import gap as G
 from clipedu.experiments import prompts as P
 from clipedu.experiments import runs as E
 from clipedu.loss import clip_loss, siglip_loss
+from clipedu.train.config import LOSSES
+from clipedu.train.loop import contrastive_loss
 from clipedu.zeroshot import (
     classifier_from_prompts,
     zeroshot_accuracy,
     zeroshot_classifier,
 )
 
+# The model of tests/conftest.py's tiny_vit, on 200 images.
 TINY = dict(train_size=200, eval_size=40, image_size=24, context_length=24, vocab_size=600, batch_size=16,
-            warmup_steps=2, lr=3e-3, model="course-vit",
-            model_overrides=dict(embed_dim=32, vision_layers=1, vision_width=32, vision_patch_size=8, vision_heads=1,
-                                 transformer_width=32, transformer_heads=1, transformer_layers=1))
+            warmup_steps=2, lr=3e-3, model="course-vit")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return E.setup("shapes-tiny", **TINY)
+def tiny(tiny_vit):
+    return E.setup("shapes-tiny", **TINY, model_overrides=dict(tiny_vit))
 
 
 def batch(s, n=8):
@@ -44,7 +45,7 @@ def test_models_start_from_the_same_weights_with_each_loss_and_temperature(tiny)
     sig = E.build_run_model(tiny.config, tiny.tokenizer.vocab_size, "siglip")
     fixed = E.build_run_model(tiny.config, tiny.tokenizer.vocab_size, temperature=0.5)
     assert clip.logit_scale.item() == pytest.approx(math.log(1 / 0.07)) and clip.logit_scale.requires_grad
-    assert not hasattr(clip, "logit_bias")
+    assert clip.logit_bias is None and fixed.logit_bias is None
     assert sig.logit_scale.item() == pytest.approx(math.log(10)) and sig.logit_bias.item() == -10.0
     assert sig.logit_bias.requires_grad and "logit_bias" in dict(sig.named_parameters())
     assert fixed.logit_scale.item() == pytest.approx(math.log(2)) and not fixed.logit_scale.requires_grad
@@ -56,14 +57,14 @@ def test_models_start_from_the_same_weights_with_each_loss_and_temperature(tiny)
         E.build_run_model(tiny.config, 600, temperature=0.0)
 
 
-def test_run_loss_is_the_chosen_loss_on_the_model_outputs(tiny):
+def test_the_run_loss_is_the_chosen_loss_on_the_model_outputs(tiny):
     images, tokens = batch(tiny)
-    for loss in E.LOSSES:
+    for loss in LOSSES:
         model = E.build_run_model(tiny.config, tiny.tokenizer.vocab_size, loss)
         with torch.no_grad():
             img, txt, scale = model(images, tokens)
             want = siglip_loss(img, txt, scale, -10.0) if loss == "siglip" else clip_loss(img, txt, scale)
-            assert E.run_loss(model, images, tokens).item() == pytest.approx(want.item(), rel=1e-6)
+            assert contrastive_loss(model, images, tokens).item() == pytest.approx(want.item(), rel=1e-6)
     # SigLIP at s = 10, b = -10: the loss is almost all in the N positive pairs, the negatives are nearly free
     positives = F.softplus(-(scale * (img * txt).sum(-1) - 10.0)).sum() / len(img)
     assert want.item() == pytest.approx(positives.item(), abs=0.05) and positives.item() > 5
@@ -73,6 +74,8 @@ def test_train_run_learns_and_logs_every_step(tiny):
     run = E.train_run(tiny, "clip", steps=24, eval_every=12)
     assert [h["step"] for h in run.history] == list(range(1, 25))
     assert run.history[-1]["images_seen"] == 24 * 16 == run.final["images_seen"]
+    assert list(run.history[0]) == ["step", "images_seen", "seconds", "loss", "lr", "logit_scale"]  # step_record's
+    assert run.final["step"] == 24
     assert "zeroshot_acc" in run.history[11] and "zeroshot_acc" in run.history[-1]
     assert 0 <= run.final["zeroshot_heldout_acc"] <= 1 and "t2i_r1" in run.final
     first, last = run.history[0]["loss"], sum(h["loss"] for h in run.history[-4:]) / 4
@@ -98,7 +101,7 @@ def test_siglip_run_moves_its_bias_at_adams_pace(tiny):
 def test_batch_sweep_keeps_the_images_seen_equal(tiny):
     lines = []
     results = E.batch_sweep(tiny, (8, 16), images=64, log=lines.append)
-    assert [(r["variant"], r["batch_size"], r["steps"]) for r in results] == [
+    assert [(r["variant"], r["batch_size"], r["step"]) for r in results] == [
         ("clip", 8, 8), ("siglip", 8, 8), ("clip", 16, 4), ("siglip", 16, 4)]
     assert all(r["images_seen"] == 64 for r in results)
     assert "logit_bias" in results[1] and "logit_bias" not in results[0]

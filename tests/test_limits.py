@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from clipedu.data import shapes
+from clipedu.data import shapes, words
 from clipedu.data.shapes import ShapesWorld
 from clipedu.experiments import limits
 
@@ -147,8 +147,8 @@ def test_count_candidates_use_numbers_and_plurals(counts):
     i = 0
     k, obj = counts.attributes["count"][i].item(), counts.attributes["object"][i].item()
     colour, shape = shapes.COLORS[obj // 6], shapes.SHAPES[obj % 6]
-    assert candidates[i] == [f"one {colour} {shape}", f"two {colour} {shapes.PLURALS[shape]}",
-                             f"three {colour} {shapes.PLURALS[shape]}", f"four {colour} {shapes.PLURALS[shape]}"]
+    assert candidates[i] == [f"one {colour} {shape}", f"two {colour} {words.PLURALS[shape]}",
+                             f"three {colour} {words.PLURALS[shape]}", f"four {colour} {words.PLURALS[shape]}"]
     assert targets.tolist() == (counts.attributes["count"] - 1).tolist()
     # every true candidate is one of the image's own training captions
     for caps, cand, t in zip(counts.captions, candidates, targets.tolist()):

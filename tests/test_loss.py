@@ -204,7 +204,7 @@ def test_clamp_on_module_and_parameter():
 
 
 def test_clamp_errors():
-    with pytest.raises(AttributeError, match="logit_scale"):
+    with pytest.raises(TypeError, match="logit_scale"):
         clamp_logit_scale(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="max_scale"):
         clamp_logit_scale(nn.Parameter(torch.tensor(1.0)), max_scale=0.0)

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from matplotlib.collections import PathCollection
 
 from clipedu.course.maps import (
     class_similarity,
     mean_pairwise_cosine,
     modality_gap,
     plot_attribute_maps,
+    plot_embeddings_2d,
     plot_joint_map,
     plot_modality_gap,
     project,
@@ -119,3 +121,36 @@ def test_figures_build():
     fig = plot_modality_gap({"untrained": (emb[:20], emb[20:]), "trained": (emb[:20], -emb[:20])})
     assert len(fig.axes) == 4
     plt.close(fig)
+
+
+def test_plot_embeddings_2d_pca_two_modalities():
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(6, 16, generator=g), torch.randn(6, 16, generator=g)
+    fig = plot_embeddings_2d(img, txt, labels=list("abcdef"), connect_pairs=True)
+    ax = fig.axes[0]
+    scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(fig.axes) == 1 and len(scatters) == 2
+    assert [len(s.get_offsets()) for s in scatters] == [6, 6]
+    assert len(ax.lines) == 6 and len(ax.texts) == 12
+    again = plot_embeddings_2d(img, txt).axes[0].collections[0].get_offsets()
+    assert np.allclose(scatters[0].get_offsets(), again)  # deterministic
+
+
+@pytest.mark.slow  # importing and warming up scikit-learn's t-SNE takes seconds
+def test_plot_embeddings_2d_images_only_and_tsne():
+    x = np.random.default_rng(0).normal(size=(12, 5))
+    fig = plot_embeddings_2d(x, method="tsne", seed=0)
+    assert len(fig.axes[0].collections) == 1
+
+
+def test_plot_embeddings_2d_bad_input():
+    with pytest.raises(ValueError, match="share the embedding size"):
+        plot_embeddings_2d(torch.zeros(4, 8), torch.zeros(4, 6))
+    with pytest.raises(ValueError, match="image_emb must be 2-D"):
+        plot_embeddings_2d(torch.zeros(8))
+    with pytest.raises(ValueError, match="method must be"):
+        plot_embeddings_2d(torch.randn(5, 3), method="mds")
+    with pytest.raises(ValueError, match="connect_pairs needs as many texts"):
+        plot_embeddings_2d(torch.randn(5, 3), torch.randn(4, 3), connect_pairs=True)
+    with pytest.raises(ValueError, match="labels must have 5"):
+        plot_embeddings_2d(torch.randn(5, 3), labels=["a"])

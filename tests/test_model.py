@@ -160,6 +160,25 @@ def test_build_model_drops_openai_jit_entries_and_returns_fp32_eval():
         torch.testing.assert_close(value, theirs.state_dict()[key], rtol=0, atol=0)
 
 
+def test_siglip_bias_is_a_parameter_of_the_model_and_survives_build_model():
+    """CLIPConfig.init_logit_bias (open_clip's init_logit_bias): a learned scalar registered after the others."""
+    config = dataclasses.replace(get_config("course-vit"), vocab_size=100, context_length=8)
+    torch.manual_seed(0)
+    clip = CLIP(config)
+    torch.manual_seed(0)
+    siglip = CLIP(dataclasses.replace(config, init_logit_bias=-10.0))
+    assert clip.logit_bias is None and "logit_bias" not in clip.state_dict()
+    assert siglip.logit_bias.item() == -10.0 and siglip.logit_bias.requires_grad
+    names = [n for n, _ in siglip.named_parameters()]
+    assert names[names.index("logit_scale") + 1] == "logit_bias"
+    assert [n for n in names if n != "logit_bias"] == [n for n, _ in clip.named_parameters()]
+    assert all(torch.equal(clip.state_dict()[k], v) for k, v in siglip.state_dict().items() if k != "logit_bias")
+    sd = siglip.state_dict()
+    sd["logit_bias"] = torch.tensor(-3.5)
+    rebuilt = build_model(sd, transformer_heads=config.transformer_heads)  # the bias comes back with the weights
+    assert rebuilt.logit_bias.item() == -3.5 and build_model(clip.state_dict(), transformer_heads=2).logit_bias is None
+
+
 def test_build_model_rejects_what_is_not_a_clip_state_dict():
     with pytest.raises(ValueError, match="not a CLIP state dict"):
         build_model({"fc.weight": torch.zeros(2, 2)})

@@ -147,6 +147,8 @@ def test_training_lowers_every_objective_loss_and_logs_the_history(tokenizer):
                                                                                     prompts)}, eval_every=10)
         assert [h["step"] for h in history] == list(range(1, 31))
         assert history[-1]["images_seen"] == 30 * 16
+        shared = ["step", "images_seen", "seconds", "loss", "lr"]  # step_record's, as in every loop
+        assert list(history[0]) == shared + (["logit_scale"] if name == "bow_contrastive" else [])
         assert [h["step"] for h in history if "acc" in h] == [10, 20, 30]
         assert 0 <= history[-1]["acc"] <= 1
         first, last = history[0]["loss"], sum(h["loss"] for h in history[-5:]) / 5

@@ -1,8 +1,14 @@
 """The project's set-up files agree with each other and with the brief."""
 import ast
+import os
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,3 +76,31 @@ def test_ci_runs_make_test_and_readme_quick_start_is_the_two_commands():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make lab" in readme and "make test" in readme
+
+
+@pytest.mark.slow
+def test_a_wheel_installed_elsewhere_tokenizes_with_its_own_merges_file(tmp_path):
+    """`pip install .` (not editable), run from another folder: CLIP's BPE merges ship inside the package.
+
+    The wheel is built from a copy of the sources (the checkout stays clean), installed with
+    --target, and imported from a folder that holds no clipedu, with the checkout off sys.path.
+    """
+    src, site, work = tmp_path / "src", tmp_path / "site", tmp_path / "elsewhere"
+    shutil.copytree(ROOT / "clipedu", src / "clipedu", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", src], check=True)
+    (wheel,) = (tmp_path / "dist").glob("clipedu-*.whl")
+    assert "clipedu/assets/bpe_simple_vocab_16e6.txt.gz" in zipfile.ZipFile(wheel).namelist()
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", site, wheel], check=True)
+
+    work.mkdir()
+    code = ("import clipedu; from clipedu.tokenizer import clip_tokenizer; "
+            "print(clipedu.__file__); print(clip_tokenizer()('Hello World!')[0, :6].tolist())")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    where, tokens = out.stdout.splitlines()
+    assert Path(where).is_relative_to(site), f"imported {where}, not the installed wheel"
+    assert tokens == "[49406, 3306, 1002, 256, 49407, 0]"

@@ -9,15 +9,8 @@ from matplotlib.colors import rgb_to_hsv
 from scipy import ndimage
 
 from clipedu.data.render import BACKGROUNDS, SHAPES
-from clipedu.data.shapes import (
-    COLOR_WORDS,
-    COLORS,
-    POSITIONS,
-    RELATIONS,
-    SHAPE_WORDS,
-    SIZES,
-    ShapesWorld,
-)
+from clipedu.data.shapes import COLORS, POSITIONS, RELATIONS, SIZES, ShapesWorld
+from clipedu.data.words import COLOR_WORDS, SHAPE_WORDS
 
 # hue in degrees of each named colour, as a person would name it (independent of RGB in shapes.py)
 EXPECTED_HUE = {"red": 0, "orange": 30, "yellow": 55, "green": 125, "cyan": 185, "blue": 225,

@@ -14,16 +14,8 @@ from hypothesis import strategies as st
 from open_clip.tokenizer import SimpleTokenizer
 from open_clip.tokenizer import bytes_to_unicode as open_clip_bytes_to_unicode
 
-from clipedu.tokenizer import (
-    EOT,
-    SOT,
-    BPETokenizer,
-    bytes_to_unicode,
-    clean_text,
-    clip_tokenizer,
-    merge_pair,
-    pre_tokenize,
-)
+from clipedu.pretokenize import EOT, SOT, bytes_to_unicode, clean_text, pre_tokenize
+from clipedu.tokenizer import BPETokenizer, clip_tokenizer, merge_pair
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -253,6 +245,12 @@ def test_each_merge_is_a_most_frequent_pair():
         counts = Counter(p for w in words for p in zip(w, w[1:]))
         assert counts[pair] == max(counts.values()), pair
         words = [merge_pair(w, pair) for w in words]
+
+
+def test_from_captions_trains_on_every_caption_of_every_image():
+    per_image = [CAPTIONS[i:i + 3] for i in range(0, 90, 3)]
+    flat = [c for caps in per_image for c in caps]
+    assert BPETokenizer.from_captions(per_image, 600).merges == BPETokenizer.train(flat, 600).merges
 
 
 def test_trained_vocab_layout(trained):

@@ -13,16 +13,7 @@ from clipedu.train.distributed import DistState
 from clipedu.train.loop import contrastive_backward, train
 from clipedu.train.setup import init_model
 
-# A model and data small enough for a training run to take about a second.
-# Every field the tests depend on is set here, so that tuning the preset cannot change them.
-TINY = dict(train_size=300, eval_size=40, image_size=24, context_length=24, vocab_size=600, batch_size=16,
-            lr=2e-3, warmup_steps=2, weight_decay=0.2, augment=False, model="course-vit", model_overrides=dict(embed_dim=32, vision_layers=1, vision_width=32,
-                                                 vision_patch_size=8, vision_heads=1, transformer_width=32,
-                                                 transformer_heads=1, transformer_layers=1))
-
-
-def run(out, **kw):
-    return train("shapes-tiny", out, progress=False, **{**TINY, "eval_every": 0, **kw})
+# tiny_config and tiny_run (tests/conftest.py): a model and data small enough for a run of about a second.
 
 
 def weights(path):
@@ -35,8 +26,8 @@ def test_unknown_preset_lists_the_known_ones():
     assert set(PRESETS) >= {"shapes-tiny", "shapes-gpu", "digits", "captions-folder"}
 
 
-def test_a_short_run_writes_metrics_and_a_loadable_checkpoint(tmp_path):
-    final = run(tmp_path, steps=6, eval_every=3)
+def test_a_short_run_writes_metrics_and_a_loadable_checkpoint(tmp_path, tiny_run):
+    final = tiny_run(tmp_path, steps=6, eval_every=3)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["final"] == final
     for key in ("step", "seconds", "zeroshot_acc", "zeroshot_heldout_acc", "i2t_r1", "t2i_r1"):
@@ -54,30 +45,30 @@ def test_a_short_run_writes_metrics_and_a_loadable_checkpoint(tmp_path):
     assert ckpt["config"]["batch_size"] == 16
 
 
-def test_loss_falls_below_chance_when_fitting_a_small_set(tmp_path):
+def test_loss_falls_below_chance_when_fitting_a_small_set(tmp_path, tiny_run):
     # 16 images, batch 16: every step sees the same images (with varying captions)
-    run(tmp_path, steps=60, train_size=16, lr=5e-3, warmup_steps=5, init_temperature=0.2, evaluate_model=False)
+    tiny_run(tmp_path, steps=60, train_size=16, lr=5e-3, warmup_steps=5, init_temperature=0.2, evaluate_model=False)
     history = json.loads((tmp_path / "metrics.json").read_text())["history"]
     first, last = history[0]["loss"], sum(h["loss"] for h in history[-5:]) / 5
     assert first == pytest.approx(math.log(16), abs=0.3)  # chance level at the start
     assert last < math.log(16) - 0.5
 
 
-def test_temperature_is_clamped_after_every_step(tmp_path):
-    run(tmp_path, steps=3, init_temperature=1 / 20, max_logit_scale=15.0, evaluate_model=False)
+def test_temperature_is_clamped_after_every_step(tmp_path, tiny_run):
+    tiny_run(tmp_path, steps=3, init_temperature=1 / 20, max_logit_scale=15.0, evaluate_model=False)
     history = json.loads((tmp_path / "metrics.json").read_text())["history"]
     scales = [h["logit_scale"] for h in history]
     assert scales[0] == pytest.approx(15.0, abs=1e-4)  # 20 at init, clamped after the first step
     assert max(scales) <= 15.0 + 1e-4
 
 
-def test_stop_then_resume_equals_a_straight_run(tmp_path):
+def test_stop_then_resume_equals_a_straight_run(tmp_path, tiny_run):
     straight, parts = tmp_path / "straight", tmp_path / "parts"
-    run(straight, steps=12, evaluate_model=False, augment=True)
-    stopped = run(parts, steps=12, stop_after=6, evaluate_model=False, augment=True)
+    tiny_run(straight, steps=12, evaluate_model=False, augment=True)
+    stopped = tiny_run(parts, steps=12, stop_after=6, evaluate_model=False, augment=True)
     assert stopped == {"step": 6, "seconds": pytest.approx(stopped["seconds"]), "completed": False}
     assert load_checkpoint(parts / "checkpoint.pt")["step"] == 6
-    run(parts, steps=12, resume=True, evaluate_model=False, augment=True)
+    tiny_run(parts, steps=12, resume=True, evaluate_model=False, augment=True)
     a, b = weights(straight / "checkpoint.pt"), weights(parts / "checkpoint.pt")
     assert a.keys() == b.keys()
     for key in a:  # bit-identical: every random choice is a function of (seed, step)
@@ -86,31 +77,31 @@ def test_stop_then_resume_equals_a_straight_run(tmp_path):
     assert [h["step"] for h in history] == list(range(1, 13))
 
 
-def test_resume_with_another_config_names_the_fields(tmp_path):
-    run(tmp_path, steps=4, evaluate_model=False)
+def test_resume_with_another_config_names_the_fields(tmp_path, tiny_run):
+    tiny_run(tmp_path, steps=4, evaluate_model=False)
     with pytest.raises(CheckpointError, match=r"lr: checkpoint has 0.002, expected 0.001"):
-        run(tmp_path, steps=4, lr=1e-3, resume=True, evaluate_model=False)
+        tiny_run(tmp_path, steps=4, lr=1e-3, resume=True, evaluate_model=False)
     # run-control settings may change
-    run(tmp_path, steps=4, save_every=2, resume=True, evaluate_model=False)
+    tiny_run(tmp_path, steps=4, save_every=2, resume=True, evaluate_model=False)
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
-        run(tmp_path / "empty", steps=4, resume=True)
+        tiny_run(tmp_path / "empty", steps=4, resume=True)
 
 
-def test_clear_errors_for_bad_settings(tmp_path):
+def test_clear_errors_for_bad_settings(tmp_path, tiny_run):
     with pytest.raises(ValueError, match="batch larger than the dataset: batch_size=500"):
-        run(tmp_path, steps=2, batch_size=500)
+        tiny_run(tmp_path, steps=2, batch_size=500)
     with pytest.raises(ValueError, match="needs your data: pass --data DIR"):
         train("captions-folder", tmp_path, progress=False)
     with pytest.raises(FileNotFoundError, match="data folder not found: /no/such/dir"):
         train("captions-folder", tmp_path, data_dir="/no/such/dir", progress=False)
     with pytest.raises(TypeError, match="unknown TrainConfig field"):
-        run(tmp_path, stepz=3)
+        tiny_run(tmp_path, stepz=3)
     with pytest.raises(ValueError, match="divide evenly"):
-        run(tmp_path, steps=2, accum_steps=3)
+        tiny_run(tmp_path, steps=2, accum_steps=3)
 
 
-def test_accumulated_gradient_equals_full_batch_gradient():
-    cfg = TrainConfig(**{**TINY, "vocab_size": 600})
+def test_accumulated_gradient_equals_full_batch_gradient(tiny_config):
+    cfg = TrainConfig(**{**tiny_config, "vocab_size": 600})
     model = init_model(cfg, vocab_size=600)
     images = torch.randn(12, 3, 24, 24)
     tokens = torch.randint(1, 500, (12, 24))
@@ -153,7 +144,7 @@ def test_command_line_runs_and_reports_errors(tmp_path, capsys):
     assert load_checkpoint(tmp_path / "cli" / "checkpoint.pt")["step"] == 2
 
 
-def test_interrupt_saves_the_last_completed_step(tmp_path, monkeypatch):
+def test_interrupt_saves_the_last_completed_step(tmp_path, monkeypatch, tiny_run):
     import clipedu.train.loop as train_module
 
     real = train_module.contrastive_backward
@@ -167,19 +158,19 @@ def test_interrupt_saves_the_last_completed_step(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_module, "contrastive_backward", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path, steps=10)
+        tiny_run(tmp_path, steps=10)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
     monkeypatch.undo()
-    final = run(tmp_path, steps=10, resume=True, evaluate_model=False)
+    final = tiny_run(tmp_path, steps=10, resume=True, evaluate_model=False)
     assert final["step"] == 10
 
 
-def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
+def test_load_course_model_trains_once_then_loads(tmp_path, monkeypatch, tiny_config):
     import clipedu.train.loop as train_module
     from clipedu.train.cache import load_course_model
 
     cache = tmp_path / "cache"
-    model, tokenizer, metrics = load_course_model("shapes-tiny", cache, progress=False, **TINY, steps=3)
+    model, tokenizer, metrics = load_course_model("shapes-tiny", cache, progress=False, **tiny_config, steps=3)
     assert metrics["step"] == 3 and "zeroshot_heldout_acc" in metrics
     assert not model.training and model.context_length == 24
     tokens = tokenizer(["a red circle"], context_length=24)
@@ -189,20 +180,20 @@ def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
         raise AssertionError("should have loaded the cached model")
 
     monkeypatch.setattr(train_module, "train", no_training)
-    again, _, metrics2 = load_course_model("shapes-tiny", cache, progress=False, **TINY, steps=3)
+    again, _, metrics2 = load_course_model("shapes-tiny", cache, progress=False, **tiny_config, steps=3)
     assert metrics2 == metrics
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
     monkeypatch.undo()
 
     (cache / "checkpoint.pt").write_bytes(b"garbage")  # a corrupt cache is rebuilt
-    _, _, metrics3 = load_course_model("shapes-tiny", cache, progress=False, **TINY, steps=3)
+    _, _, metrics3 = load_course_model("shapes-tiny", cache, progress=False, **tiny_config, steps=3)
     assert metrics3["step"] == 3
-    _, _, metrics4 = load_course_model("shapes-tiny", cache, progress=False, **TINY, steps=4)  # other settings
+    _, _, metrics4 = load_course_model("shapes-tiny", cache, progress=False, **tiny_config, steps=4)  # other settings
     assert metrics4["step"] == 4
 
 
-def test_a_second_load_or_train_waits_for_the_first_then_loads(tmp_path, capsys):
+def test_a_second_load_or_train_waits_for_the_first_then_loads(tmp_path, capsys, tiny_config):
     """Two notebooks asking for the course model at once: one trains, the other waits and loads."""
     import threading
 
@@ -212,7 +203,7 @@ def test_a_second_load_or_train_waits_for_the_first_then_loads(tmp_path, capsys)
     result = {}
     with cache_lock(cache):  # as if another kernel were training right now
         waiter = threading.Thread(target=lambda: result.update(
-            out=load_course_model("shapes-tiny", cache, progress=False, **TINY, steps=3)))
+            out=load_course_model("shapes-tiny", cache, progress=False, **tiny_config, steps=3)))
         waiter.start()
         for _ in range(300):  # up to 30 s for the waiter to find the lock taken and say so
             err = capsys.readouterr().err
@@ -225,7 +216,7 @@ def test_a_second_load_or_train_waits_for_the_first_then_loads(tmp_path, capsys)
     assert not waiter.is_alive() and result["out"][2]["step"] == 3
 
 
-def test_captions_folder_trains_on_a_users_csv(tmp_path):
+def test_captions_folder_trains_on_a_users_csv(tmp_path, tiny_config):
     from PIL import Image
 
     folder = tmp_path / "mydata"
@@ -238,7 +229,7 @@ def test_captions_folder_trains_on_a_users_csv(tmp_path):
         rows += [f"img{i}.png,a {name} picture number {i}", f"img{i}.png,plain {name} {i}"]
     (folder / "captions.csv").write_text("\n".join(rows) + "\n")
     final = train("captions-folder", tmp_path / "run", data_dir=str(folder), progress=False,
-                  **{**TINY, "batch_size": 8, "steps": 2, "eval_size": 5})
+                  **{**tiny_config, "batch_size": 8, "steps": 2, "eval_size": 5})
     assert final["step"] == 2
     assert {"i2t_r1", "t2i_r1"} <= set(final) and "zeroshot_acc" not in final  # no classes: retrieval only
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
@@ -258,11 +249,11 @@ def test_the_course_preset_follows_the_device(monkeypatch):
     assert gpu.model == cpu.model  # the same family, which the CPU runs show to generalise
 
 
-def test_the_progress_bar_redraws_at_most_once_a_second(tmp_path, capsys, monkeypatch):
+def test_the_progress_bar_redraws_at_most_once_a_second(tmp_path, capsys, monkeypatch, tiny_config):
     """A bar that redraws every step floods a notebook kernel's output channel; nbval then loses the
     cell's end and times out (this failed CI once). Count the redraws of a fast 60-step run."""
     import clipedu.train.loop as train_module
     monkeypatch.setattr(train_module, "PROGRESS_INTERVAL", 30.0)  # longer than the run: start, end (+ tqdm monitor)
-    train("shapes-tiny", tmp_path, progress=True, **{**TINY, "eval_every": 0, "steps": 60})
+    train("shapes-tiny", tmp_path, progress=True, **{**tiny_config, "eval_every": 0, "steps": 60})
     redraws = capsys.readouterr().err.count("\r")
     assert 1 <= redraws <= 10, f"the bar redrew {redraws} times in a 60-step run"  # redrawn every step: 62

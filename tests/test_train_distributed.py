@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import clipedu.train.loop as train_module
+import clipedu.train.setup as train_setup  # step_inputs: this process's slice of a step's batch
 from clipedu.data.contract import CaptionedImages
 from clipedu.data.sampler import UniqueCaptionBatchSampler
 from clipedu.train.config import TrainConfig
@@ -73,10 +73,6 @@ def run_pair(root: Path, preset: str) -> dict:
 
 def checkpoint(out: Path) -> dict:
     return torch.load(out / "checkpoint.pt", weights_only=True)
-
-
-def history(out: Path) -> list[dict]:
-    return json.loads((out / "metrics.json").read_text())["history"]
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +125,9 @@ def test_two_processes_end_with_the_single_process_weights(runs, request):
 
 
 @pytest.mark.slow
-def test_logged_loss_is_the_global_batch_loss(digits_four_steps):
+def test_logged_loss_is_the_global_batch_loss(digits_four_steps, read_history):
     # each rank computes the loss of its own rows; the log must show their mean, the global batch's loss
-    one, two = history(digits_four_steps["single"]), history(digits_four_steps["ddp"])
+    one, two = read_history(digits_four_steps["single"]), read_history(digits_four_steps["ddp"])
     assert [h["step"] for h in two] == [1, 2, 3, 4]
     for h1, h2 in zip(one, two):
         assert h2["loss"] == pytest.approx(h1["loss"], rel=1e-4), h2["step"]
@@ -167,7 +163,7 @@ def test_only_rank0_prints_the_summary(four_steps):
 # ------------------------------------------------------------------ checkpoint and resume under DDP
 
 @pytest.mark.slow
-def test_stop_and_resume_under_ddp_equals_the_straight_run(resumed):
+def test_stop_and_resume_under_ddp_equals_the_straight_run(resumed, read_history):
     assert resumed["stopped"]["step"] == 4
     parts, straight = checkpoint(resumed["parts"]), checkpoint(resumed["straight"])
     assert parts["step"] == straight["step"] == 8
@@ -176,7 +172,7 @@ def test_stop_and_resume_under_ddp_equals_the_straight_run(resumed):
     assert parts["optimizer"]["state"].keys() == straight["optimizer"]["state"].keys()
     for i, state in straight["optimizer"]["state"].items():
         assert torch.equal(parts["optimizer"]["state"][i]["exp_avg_sq"], state["exp_avg_sq"]), i
-    assert [h["step"] for h in history(resumed["parts"])] == list(range(1, 9))
+    assert [h["step"] for h in read_history(resumed["parts"])] == list(range(1, 9))
     assert "4/8" in resumed["second_log"]  # the resumed progress bar starts where the first run stopped
 
 
@@ -196,20 +192,20 @@ def test_batches_and_crops_do_not_depend_on_the_process_count(monkeypatch, augme
     config = TrainConfig(batch_size=12, image_size=16, augment=augment, seed=3)
     tokens = torch.arange(40 * 3 * 5).view(40, 3, 5)  # token row of (image i, caption j): unique per pair
     seen_seeds = []
-    real_seeds = train_module.transforms.augment_seeds
+    real_seeds = train_setup.transforms.augment_seeds
 
     def recording_seeds(seed, positions, step):
         seeds = real_seeds(seed, positions, step)
         seen_seeds.append(seeds)
         return seeds
 
-    monkeypatch.setattr(train_module.transforms, "augment_seeds", recording_seeds)
+    monkeypatch.setattr(train_setup.transforms, "augment_seeds", recording_seeds)
 
     def global_batch(world_size: int, step: int):
         """Every rank's slice for this step, put back together in rank order."""
         sampler = UniqueCaptionBatchSampler(data.train.captions, config.batch_size, seed=config.seed)
         seen_seeds.clear()
-        parts = [train_module.step_inputs(data, tokens, sampler, config, step, DistState(r, world_size))
+        parts = [train_setup.step_inputs(data, tokens, sampler, config, step, DistState(r, world_size))
                  for r in range(world_size)]
         seeds = torch.cat(seen_seeds) if seen_seeds else None
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), seeds
@@ -231,5 +227,5 @@ def test_batches_and_crops_do_not_depend_on_the_process_count(monkeypatch, augme
     if augment:
         other = TrainConfig(batch_size=12, image_size=16, augment=True, seed=4)
         sampler = UniqueCaptionBatchSampler(data.train.captions, 12, seed=3)  # same pairs, other crop seed
-        images_other = train_module.step_inputs(data, tokens, sampler, other, 0, DistState())[0]
+        images_other = train_setup.step_inputs(data, tokens, sampler, other, 0, DistState())[0]
         assert not torch.equal(images_other, global_batch(1, 0)[0])

@@ -4,22 +4,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from clipedu.course import gallery, viz  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def images(n=5, size=8):
@@ -60,39 +52,6 @@ def test_plot_softmax_temperatures_sums_to_one():
         viz.plot_softmax_temperatures(torch.zeros(2, 3), [1.0])
     with pytest.raises(ValueError, match="positive"):
         viz.plot_softmax_temperatures(torch.zeros(3), [0.0])
-
-
-def test_plot_embeddings_2d_pca_two_modalities():
-    g = torch.Generator().manual_seed(0)
-    img, txt = torch.randn(6, 16, generator=g), torch.randn(6, 16, generator=g)
-    fig = viz.plot_embeddings_2d(img, txt, labels=list("abcdef"), connect_pairs=True)
-    ax = fig.axes[0]
-    scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
-    assert len(fig.axes) == 1 and len(scatters) == 2
-    assert [len(s.get_offsets()) for s in scatters] == [6, 6]
-    assert len(ax.lines) == 6 and len(ax.texts) == 12
-    again = viz.plot_embeddings_2d(img, txt).axes[0].collections[0].get_offsets()
-    assert np.allclose(scatters[0].get_offsets(), again)  # deterministic
-
-
-@pytest.mark.slow  # importing and warming up scikit-learn's t-SNE takes seconds
-def test_plot_embeddings_2d_images_only_and_tsne():
-    x = np.random.default_rng(0).normal(size=(12, 5))
-    fig = viz.plot_embeddings_2d(x, method="tsne", seed=0)
-    assert len(fig.axes[0].collections) == 1
-
-
-def test_plot_embeddings_2d_bad_input():
-    with pytest.raises(ValueError, match="share the embedding size"):
-        viz.plot_embeddings_2d(torch.zeros(4, 8), torch.zeros(4, 6))
-    with pytest.raises(ValueError, match="image_emb must be 2-D"):
-        viz.plot_embeddings_2d(torch.zeros(8))
-    with pytest.raises(ValueError, match="method must be"):
-        viz.plot_embeddings_2d(torch.randn(5, 3), method="mds")
-    with pytest.raises(ValueError, match="connect_pairs needs as many texts"):
-        viz.plot_embeddings_2d(torch.randn(5, 3), torch.randn(4, 3), connect_pairs=True)
-    with pytest.raises(ValueError, match="labels must have 5"):
-        viz.plot_embeddings_2d(torch.randn(5, 3), labels=["a"])
 
 
 def test_plot_zeroshot_bars_top_k_sorted():

@@ -8,10 +8,10 @@ import warnings
 import pytest
 import torch
 
-from clipedu import weights
+from clipedu import weights, weights_file
 from clipedu.checkpoint import save_checkpoint
 from clipedu.model import CLIP, CLIPConfig
-from clipedu.weights import WeightsError
+from clipedu.weights_file import WeightsError
 
 TINY = CLIPConfig(embed_dim=16, image_resolution=16, vision_layers=1, vision_width=64, vision_patch_size=8,
                   context_length=8, vocab_size=50, transformer_width=64, transformer_heads=1,
@@ -63,14 +63,14 @@ def no_real_caches(tmp_path, monkeypatch):
 def test_plain_state_dict_file(tmp_path, tiny, inputs):
     path = tmp_path / "weights.pt"
     torch.save(tiny.state_dict(), path)
-    assert weights.detect_format(path) == "torch"
+    assert weights_file.detect_format(path) == "torch"
     assert_same_model(weights.load_clip(path), tiny, inputs)
 
 
 def test_legacy_torch_save_format(tmp_path, tiny, inputs):
     path = tmp_path / "old.pt"
     torch.save(tiny.state_dict(), path, _use_new_zipfile_serialization=False)
-    assert weights.detect_format(path) == "torch-legacy"
+    assert weights_file.detect_format(path) == "torch-legacy"
     assert_same_model(weights.load_clip(path), tiny, inputs)
 
 
@@ -95,7 +95,7 @@ def test_safetensors_file(tmp_path, tiny, inputs):
     safetensors_torch = pytest.importorskip("safetensors.torch")
     path = tmp_path / "open_clip_model.safetensors"
     safetensors_torch.save_file({k: v.contiguous() for k, v in tiny.state_dict().items()}, str(path))
-    assert weights.detect_format(path) == "safetensors"
+    assert weights_file.detect_format(path) == "safetensors"
     assert_same_model(weights.load_clip(path), tiny, inputs)
 
 
@@ -105,7 +105,7 @@ def test_safetensors_without_the_package(tmp_path, tiny, monkeypatch):
     safetensors_torch.save_file({k: v.contiguous() for k, v in tiny.state_dict().items()}, str(path))
     monkeypatch.setitem(sys.modules, "safetensors.torch", None)  # import now fails
     with pytest.raises(WeightsError, match="pip install safetensors"):
-        weights.load_state_dict(path)
+        weights_file.load_state_dict(path)
 
 
 def torchscript_archive(model: CLIP, inputs, path) -> None:
@@ -113,7 +113,7 @@ def torchscript_archive(model: CLIP, inputs, path) -> None:
     torch.manual_seed(0)
     copy = CLIP(model.config).eval()
     copy.load_state_dict(model.state_dict())
-    for name in weights.JIT_EXTRA_KEYS:
+    for name in weights_file.JIT_EXTRA_KEYS:
         value = {"input_resolution": 16, "context_length": 8, "vocab_size": 50}[name]
         delattr(copy, name) if hasattr(copy, name) else None
         copy.register_buffer(name, torch.tensor(value))
@@ -125,13 +125,13 @@ def torchscript_archive(model: CLIP, inputs, path) -> None:
 def test_torchscript_archive_is_opt_in(tmp_path, tiny, inputs):
     path = tmp_path / "ViT-tiny.pt"
     torchscript_archive(tiny, inputs, path)
-    assert weights.detect_format(path) == "torchscript"
+    assert weights_file.detect_format(path) == "torchscript"
     with pytest.raises(WeightsError, match="allow_torchscript=True") as err:
         weights.load_clip(path)
     assert "none of OpenAI's releases" in str(err.value)
     with pytest.warns(UserWarning, match="not one of OpenAI's releases"):
-        sd = weights.load_state_dict(path, allow_torchscript=True)
-    assert not set(weights.JIT_EXTRA_KEYS) & set(sd)
+        sd = weights_file.load_state_dict(path, allow_torchscript=True)
+    assert not set(weights_file.JIT_EXTRA_KEYS) & set(sd)
     assert not any(k.endswith("attn_mask") for k in sd)
     with pytest.warns(UserWarning):
         assert_same_model(weights.load_clip(path, allow_torchscript=True), tiny, inputs)
@@ -141,13 +141,13 @@ def test_convert_torchscript_to_plain_weights(tmp_path, tiny, inputs):
     src = tmp_path / "ViT-tiny.pt"
     torchscript_archive(tiny, inputs, src)
     with pytest.warns(UserWarning):
-        pt = weights.convert_checkpoint(src, tmp_path / "out" / "tiny.pt", allow_torchscript=True)
-    assert weights.detect_format(pt) == "torch"
+        pt = weights_file.convert_checkpoint(src, tmp_path / "out" / "tiny.pt", allow_torchscript=True)
+    assert weights_file.detect_format(pt) == "torch"
     assert_same_model(weights.load_clip(pt), tiny, inputs)
     if pytest.importorskip("safetensors.torch"):
         with pytest.warns(UserWarning):
-            st = weights.convert_checkpoint(src, tmp_path / "tiny.safetensors", allow_torchscript=True)
-        assert weights.detect_format(st) == "safetensors"
+            st = weights_file.convert_checkpoint(src, tmp_path / "tiny.safetensors", allow_torchscript=True)
+        assert weights_file.detect_format(st) == "safetensors"
         assert_same_model(weights.load_clip(st), tiny, inputs)
 
 
@@ -155,15 +155,15 @@ def test_openai_release_is_recognised_by_its_sha256(tmp_path, tiny, inputs, monk
     path = tmp_path / "ViT-B-32.pt"
     torchscript_archive(tiny, inputs, path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    assert weights.sha256(path) == digest
-    assert weights.openai_release(path) is None
-    monkeypatch.setitem(weights.OPENAI_SHA256, "ViT-B/32", digest)
-    assert weights.openai_release(path) == "ViT-B/32"
+    assert weights_file.sha256(path) == digest
+    assert weights_file.openai_release(path) is None
+    monkeypatch.setitem(weights_file.OPENAI_SHA256, "ViT-B/32", digest)
+    assert weights_file.openai_release(path) == "ViT-B/32"
     with pytest.raises(WeightsError, match="OpenAI's ViT-B/32 release"):
-        weights.load_state_dict(path)
+        weights_file.load_state_dict(path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a verified release loads without a warning
-        weights.load_state_dict(path, allow_torchscript=True)
+        weights_file.load_state_dict(path, allow_torchscript=True)
 
 
 # ------------------------------------------------------------------ files that must fail clearly
@@ -175,23 +175,23 @@ def test_truncated_download(tmp_path, tiny):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(WeightsError, match="download it again"):
-        weights.load_state_dict(bad)
+        weights_file.load_state_dict(bad)
 
 
 def test_web_page_saved_as_weights(tmp_path):
     path = tmp_path / "ViT-B-32.pt"
     path.write_text("<!DOCTYPE html><html><body>403 Forbidden</body></html>")
     with pytest.raises(WeightsError, match="web page"):
-        weights.load_state_dict(path)
+        weights_file.load_state_dict(path)
 
 
 def test_unknown_bytes_and_missing_file(tmp_path):
     path = tmp_path / "noise.bin"
     path.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(WeightsError, match="not a weights format"):
-        weights.detect_format(path)
+        weights_file.detect_format(path)
     with pytest.raises(FileNotFoundError):
-        weights.load_state_dict(tmp_path / "absent.pt")
+        weights_file.load_state_dict(tmp_path / "absent.pt")
 
 
 class _Payload:
@@ -208,7 +208,7 @@ def test_pickled_code_is_never_run(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"visual.proj": torch.zeros(2, 2), "payload": _Payload(marker)}, path)
     with pytest.raises(WeightsError, match="weights_only"):
-        weights.load_state_dict(path)
+        weights_file.load_state_dict(path)
     assert not marker.exists()
 
 
@@ -228,7 +228,7 @@ def test_not_a_clip_state_dict(tmp_path, tiny):
     path = tmp_path / "list.pt"
     torch.save([torch.zeros(1)], path)
     with pytest.raises(WeightsError, match="expected a state dict"):
-        weights.load_state_dict(path)
+        weights_file.load_state_dict(path)
 
 
 # ------------------------------------------------------------------ finding files

@@ -24,12 +24,6 @@ from clipedu.transforms import normalize  # noqa: E402
 CAPTIONS = ["a red circle", "a blue square", "a green star", "a small red square", "there is a circle"]
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
 @pytest.fixture(scope="module")
 def tiny():
     """An untrained tiny CLIP, its tokenizer and a gallery of 8 random 16-px images."""

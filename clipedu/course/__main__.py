@@ -1,4 +1,8 @@
-"""TODO docstring."""
+"""Generate the student notebooks (notebooks/) from the solved ones (solutions/).
+
+    python -m clipedu.course            # rewrite notebooks/ from solutions/
+    python -m clipedu.course --check    # only report what is out of date (exit 1 if anything is)
+"""
 
 from __future__ import annotations
 

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import nbformat
 
+from clipedu.errors import ClipeduError
+
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _MARKER = re.compile(r"^(\s*)#+\s*(BEGIN|END)\s+SOLUTION\b.*$", re.IGNORECASE)
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -41,7 +43,7 @@ STUDENT_CODE = ["# YOUR CODE HERE", "raise NotImplementedError"]
 STUDENT_MARKDOWN = "_Your answer here._"
 
 
-class SolutionError(ValueError):
+class SolutionError(ClipeduError, ValueError):
     """A solution notebook whose exercise markers are malformed."""
 
 

@@ -1,10 +1,11 @@
 """Maps of the shared embedding space: 2-D projections by attribute, class similarities, the modality gap.
 
 CLIP's space has no named axes; what it learned shows up as clusters and
-directions. `project` flattens embeddings to 2-D (PCA, t-SNE or UMAP, as
-`clipedu.course.viz`); `plot_attribute_maps` draws one projection several times,
-coloured by one attribute per panel (colour, shape, ...), and
-`plot_joint_map` puts images and texts on one map.
+directions. `project` flattens embeddings to 2-D (PCA, t-SNE or UMAP);
+`plot_embeddings_2d` draws images and texts of a few examples on one map, with
+labels; `plot_attribute_maps` draws one projection several times, coloured by
+one attribute per panel (colour, shape, ...), and `plot_joint_map` puts images
+and texts of whole datasets on one map.
 
 The modality gap (Liang et al. 2022): image embeddings and text embeddings of
 a CLIP model lie in two separate narrow cones of the unit sphere, so the
@@ -24,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from clipedu.course.viz import IMAGE_COLOR, TEXT_COLOR, _array, _project
+from clipedu.course.viz import IMAGE_COLOR, TEXT_COLOR, as_array
 
-__all__ = ["project", "class_similarity", "mean_pairwise_cosine", "modality_gap", "plot_attribute_maps",
-           "plot_joint_map", "plot_modality_gap"]
+__all__ = ["project", "plot_embeddings_2d", "class_similarity", "mean_pairwise_cosine", "modality_gap",
+           "plot_attribute_maps", "plot_joint_map", "plot_modality_gap"]
 
 
 def project(embeddings, method: str = "pca", seed: int = 0) -> np.ndarray:
@@ -37,10 +38,61 @@ def project(embeddings, method: str = "pca", seed: int = 0) -> np.ndarray:
     space between clusters carry little meaning. PCA keeps the two directions of
     largest spread, so distances along them are real.
     """
-    x = _array(embeddings, "embeddings", ndim=2)
+    x = as_array(embeddings, "embeddings", ndim=2)
     if len(x) < 3:
         raise ValueError(f"need at least 3 points to draw a map, got {len(x)}")
-    return _project(x, method, seed)
+    if method == "pca":
+        centered = x - x.mean(axis=0)
+        _, _, vt = np.linalg.svd(centered, full_matrices=False)
+        vt = vt[:2]
+        signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])  # a fixed sign per axis
+        out = centered @ (vt * signs[:, None]).T
+        return out if out.shape[1] == 2 else np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+        perplexity = min(30.0, (len(x) - 1) / 3)
+        return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    if method == "umap":
+        import umap  # imported here: slow to import
+        return umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(x)
+    raise ValueError(f"method must be 'pca', 'tsne' or 'umap', got {method!r}")
+
+
+def plot_embeddings_2d(image_emb, text_emb=None, labels=None, method: str = "pca", seed: int = 0,
+                       connect_pairs: bool = False) -> Figure:
+    """Image (circles) and text (triangles) embeddings projected together into one 2-D map.
+
+    `labels` annotates the points: N labels (images only, and texts too when
+    there are N of them, paired) or N + M (images then texts).
+    `connect_pairs` draws a line from image i to text i (needs N == M).
+    """
+    img = as_array(image_emb, "image_emb", ndim=2)
+    txt = None if text_emb is None else as_array(text_emb, "text_emb", ndim=2)
+    if txt is not None and txt.shape[1] != img.shape[1]:
+        raise ValueError(f"image_emb and text_emb must share the embedding size, got {img.shape[1]} and "
+                         f"{txt.shape[1]}")
+    n, m = len(img), 0 if txt is None else len(txt)
+    if n + m < 3:
+        raise ValueError(f"need at least 3 points to draw a map, got {n + m}")
+    if connect_pairs and n != m:
+        raise ValueError(f"connect_pairs needs as many texts as images, got {n} images and {m} texts")
+    if labels is not None and len(labels) not in (n, n + m):
+        raise ValueError(f"labels must have {n} (images) or {n + m} (images then texts) entries, got {len(labels)}")
+    xy = project(img if txt is None else np.concatenate([img, txt]), method, seed)
+    fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
+    if connect_pairs:
+        for i in range(n):
+            ax.plot(xy[[i, n + i], 0], xy[[i, n + i], 1], color="gray", linewidth=0.5, alpha=0.6)
+    ax.scatter(xy[:n, 0], xy[:n, 1], c=IMAGE_COLOR, marker="o", label="images")
+    if m:
+        ax.scatter(xy[n:, 0], xy[n:, 1], c=TEXT_COLOR, marker="^", label="texts")
+    if labels is not None:
+        full = list(labels) * (2 if len(labels) == n and m == n else 1)
+        for (px, py), text in zip(xy, full):
+            ax.annotate(str(text), (px, py), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.legend()
+    ax.set_title(f"embeddings ({method.upper() if method == 'pca' else method})")
+    return fig
 
 
 def _unit(x) -> torch.Tensor:
@@ -106,7 +158,7 @@ def plot_attribute_maps(xy, attributes: Mapping[str, tuple[Sequence[int], Sequen
     names)}, labels indexing names. palette: a colour per name where one is natural
     ({"red": "red"}); other names get tab10/tab20 colours.
     """
-    xy = _array(xy, "xy", ndim=2)
+    xy = as_array(xy, "xy", ndim=2)
     if xy.shape[1] != 2:
         raise ValueError(f"xy must be [N, 2] coordinates (use project first), got shape {xy.shape}")
     if not attributes:
@@ -140,7 +192,7 @@ def plot_joint_map(image_xy, text_xy, image_labels, text_labels, names: Sequence
     Project images and texts together (`project(torch.cat([img, txt]))`) and split
     the coordinates; with `annotate`, each text is labelled with its class name.
     """
-    img, txt = _array(image_xy, "image_xy", ndim=2), _array(text_xy, "text_xy", ndim=2)
+    img, txt = as_array(image_xy, "image_xy", ndim=2), as_array(text_xy, "text_xy", ndim=2)
     il, tl = np.asarray(image_labels, dtype=int), np.asarray(text_labels, dtype=int)
     if len(il) != len(img) or len(tl) != len(txt):
         raise ValueError(f"got {len(il)} image labels for {len(img)} images and {len(tl)} text labels for "

@@ -5,7 +5,8 @@ notebooks end a plot cell with `plt.show()`. Inputs may be torch tensors or
 numpy arrays; images follow the data contract (uint8 `[3, H, W]`, RGB) or
 are PIL images.
 
-This module draws matrices, curves and maps; the image figures (grids of
+This module draws matrices and curves; maps of the embedding space live in
+`clipedu.course.maps`, and the image figures (grids of
 images, search results, a ViT's patches) live in `clipedu.course.gallery` and are
 re-exported here, so every figure is `viz.<name>`.
 """
@@ -30,7 +31,7 @@ from clipedu.course.gallery import (
     to_hwc,
 )
 
-__all__ = ["plot_logits", "plot_softmax_temperatures", "plot_embeddings_2d", "plot_zeroshot_bars",
+__all__ = ["plot_logits", "plot_softmax_temperatures", "plot_zeroshot_bars",
            "plot_confusion", "plot_history", "plot_attention", "plot_position_similarity",
            "show_images", "show_retrieval", "show_patches"]
 
@@ -38,7 +39,7 @@ IMAGE_COLOR, TEXT_COLOR = "tab:blue", "tab:orange"
 MAX_ANNOTATED = 20  # matrices larger than this per side are not annotated cell by cell
 
 
-def _array(x: Any, name: str, ndim: int | None = None) -> np.ndarray:
+def as_array(x: Any, name: str, ndim: int | None = None) -> np.ndarray:
     """A float numpy copy of a tensor/array/list, with a clear error on the wrong rank."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().float().numpy()
@@ -79,7 +80,7 @@ def plot_logits(logits, row_labels=None, col_labels=None, title: str = "image-te
     `vmin`/`vmax` fix the colour scale (e.g. 0 and 1 for probabilities), so that
     several figures can be compared by colour.
     """
-    m = _array(logits, "logits", ndim=2)
+    m = as_array(logits, "logits", ndim=2)
     _check_labels(row_labels, m.shape[0], "row_labels")
     _check_labels(col_labels, m.shape[1], "col_labels")
     size = (min(12, 3 + 0.8 * m.shape[1]), min(10, 2 + 0.6 * m.shape[0]))
@@ -95,7 +96,7 @@ def plot_logits(logits, row_labels=None, col_labels=None, title: str = "image-te
 
 def plot_softmax_temperatures(logits, temperatures: Sequence[float], labels=None) -> Figure:
     """One bar chart per temperature of softmax(logits / T) for one row of logits."""
-    z = _array(logits, "logits (one row of logits)", ndim=1)
+    z = as_array(logits, "logits (one row of logits)", ndim=1)
     if len(temperatures) == 0 or any(t <= 0 for t in temperatures):
         raise ValueError(f"temperatures must be a non-empty list of positive numbers, got {list(temperatures)}")
     _check_labels(labels, len(z), "labels")
@@ -113,66 +114,10 @@ def plot_softmax_temperatures(logits, temperatures: Sequence[float], labels=None
     return fig
 
 
-def _project(x: np.ndarray, method: str, seed: int) -> np.ndarray:
-    """[N, D] -> [N, 2] with PCA, t-SNE or UMAP (deterministic for a seed)."""
-    if method == "pca":
-        centered = x - x.mean(axis=0)
-        _, _, vt = np.linalg.svd(centered, full_matrices=False)
-        vt = vt[:2]
-        signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])  # a fixed sign per axis
-        out = centered @ (vt * signs[:, None]).T
-        return out if out.shape[1] == 2 else np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
-    if method == "tsne":
-        from sklearn.manifold import TSNE
-        perplexity = min(30.0, (len(x) - 1) / 3)
-        return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
-    if method == "umap":
-        import umap  # imported here: slow to import
-        return umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(x)
-    raise ValueError(f"method must be 'pca', 'tsne' or 'umap', got {method!r}")
-
-
-def plot_embeddings_2d(image_emb, text_emb=None, labels=None, method: str = "pca", seed: int = 0,
-                       connect_pairs: bool = False) -> Figure:
-    """Image (circles) and text (triangles) embeddings projected together into one 2-D map.
-
-    `labels` annotates the points: N labels (images only, and texts too when
-    there are N of them, paired) or N + M (images then texts).
-    `connect_pairs` draws a line from image i to text i (needs N == M).
-    """
-    img = _array(image_emb, "image_emb", ndim=2)
-    txt = None if text_emb is None else _array(text_emb, "text_emb", ndim=2)
-    if txt is not None and txt.shape[1] != img.shape[1]:
-        raise ValueError(f"image_emb and text_emb must share the embedding size, got {img.shape[1]} and "
-                         f"{txt.shape[1]}")
-    n, m = len(img), 0 if txt is None else len(txt)
-    if n + m < 3:
-        raise ValueError(f"need at least 3 points to draw a map, got {n + m}")
-    if connect_pairs and n != m:
-        raise ValueError(f"connect_pairs needs as many texts as images, got {n} images and {m} texts")
-    if labels is not None and len(labels) not in (n, n + m):
-        raise ValueError(f"labels must have {n} (images) or {n + m} (images then texts) entries, got {len(labels)}")
-    xy = _project(img if txt is None else np.concatenate([img, txt]), method, seed)
-    fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
-    if connect_pairs:
-        for i in range(n):
-            ax.plot(xy[[i, n + i], 0], xy[[i, n + i], 1], color="gray", linewidth=0.5, alpha=0.6)
-    ax.scatter(xy[:n, 0], xy[:n, 1], c=IMAGE_COLOR, marker="o", label="images")
-    if m:
-        ax.scatter(xy[n:, 0], xy[n:, 1], c=TEXT_COLOR, marker="^", label="texts")
-    if labels is not None:
-        full = list(labels) * (2 if len(labels) == n and m == n else 1)
-        for (px, py), text in zip(xy, full):
-            ax.annotate(str(text), (px, py), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.legend()
-    ax.set_title(f"embeddings ({method.upper() if method == 'pca' else method})")
-    return fig
-
-
 def plot_zeroshot_bars(probs, class_names: Sequence[str], image=None, top: int = 5) -> Figure:
     """Horizontal bars of the `top` most probable classes, each labelled with its probability, with the image
     beside them if given."""
-    p = _array(probs, "probs (one image's class probabilities)", ndim=1)
+    p = as_array(probs, "probs (one image's class probabilities)", ndim=1)
     if len(class_names) != len(p):
         raise ValueError(f"got {len(class_names)} class names for {len(p)} probabilities")
     order = np.argsort(-p, kind="stable")[:top][::-1]  # best at the top
@@ -192,7 +137,7 @@ def plot_zeroshot_bars(probs, class_names: Sequence[str], image=None, top: int =
 
 def plot_confusion(cm, class_names: Sequence[str], normalize: bool = False) -> Figure:
     """Confusion matrix: rows are true classes, columns predicted ones."""
-    m = _array(cm, "cm", ndim=2)
+    m = as_array(cm, "cm", ndim=2)
     if m.shape[0] != m.shape[1]:
         raise ValueError(f"cm must be square [C, C], got shape {m.shape}")
     _check_labels(class_names, m.shape[0], "class_names")
@@ -240,7 +185,7 @@ def plot_attention(weights, row_labels: Sequence[str] | None = None, col_labels:
     share one colour scale, from 0 (or the smallest value) to `vmax` (default:
     the largest value), so panels can be compared by colour.
     """
-    w = _array(weights, "weights")
+    w = as_array(weights, "weights")
     if w.ndim == 2:
         w = w[None]
     if w.ndim != 3:
@@ -308,7 +253,7 @@ def plot_position_similarity(positional_embedding, grid: int, titles: Sequence[s
         raise ValueError(f"got {len(titles)} titles for {len(tables)} tables")
     mosaics = []
     for k, table in enumerate(tables):
-        t = _array(table, f"positional_embedding[{k}]", ndim=2)
+        t = as_array(table, f"positional_embedding[{k}]", ndim=2)
         if len(t) == grid * grid + 1:
             t = t[1:]  # the class token's row has no place on the grid
         if len(t) != grid * grid:

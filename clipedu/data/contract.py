@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""The data contract: every image-text set is a `CaptionedImages` (or looks like one).
+
+Item i is `(image, captions)`: a uint8 [3, H, W] RGB image and a list of one or
+more strings. Sets with classes also carry `labels` and `class_names`; extra
+per-image annotations (a shape's size, its position) ride in `attributes`.
+Preprocessing happens later, batched, in training and evaluation.
+"""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 SHAPES = ["circle", "square", "triangle", "star", "cross", "heart"]
 BACKGROUNDS = ["white", "black", "grey", "striped", "checkered"]
+BACKGROUND_VARIANTS = 8  # brightnesses (plain) or orientations and phases (textures) of each background
 
 
 def outline(shape: str, n: int) -> list[tuple[float, float]]:
@@ -60,16 +61,16 @@ def shape_mask(shape: str, diameter: int) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def background_bank(size: int) -> np.ndarray:
-    """8 variants of each background, uint8 [len(BACKGROUNDS) * 8, 3, size, size].
+    """BACKGROUND_VARIANTS of each background, uint8 [len(BACKGROUNDS) * BACKGROUND_VARIANTS, 3, size, size].
 
     Plain backgrounds vary in brightness; textures (grey, so that shape
     colours stay unambiguous) vary in orientation and phase.
     """
-    bank = np.empty((len(BACKGROUNDS), 8, 3, size, size), dtype=np.uint8)
+    bank = np.empty((len(BACKGROUNDS), BACKGROUND_VARIANTS, 3, size, size), dtype=np.uint8)
     period = max(4, size // 8)
     yy, xx = np.mgrid[0:size, 0:size]
     for k, name in enumerate(BACKGROUNDS):
-        for v in range(8):
+        for v in range(BACKGROUND_VARIANTS):
             shift = v * period // 4
             if name == "striped":
                 coord = [xx, yy, xx + yy, xx - yy][v % 4] + shift
@@ -78,7 +79,7 @@ def background_bank(size: int) -> np.ndarray:
                 bank[k, v] = np.where(((xx + shift) // period + (yy + shift) // period) % 2 == 0, 205, 165)
             else:
                 lo, hi = {"white": (225, 255), "black": (10, 45), "grey": (115, 150)}[name]
-                bank[k, v] = round(lo + (hi - lo) * v / 7)
+                bank[k, v] = round(lo + (hi - lo) * v / (BACKGROUND_VARIANTS - 1))
     return bank.reshape(-1, 3, size, size)
 
 

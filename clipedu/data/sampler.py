@@ -128,7 +128,7 @@ class UniqueCaptionBatchSampler:
                     captions.append(c)
                     taken.add(i)
         if len(images) < size:
-            raise RuntimeError(f"could only find {len(images)} images with distinct captions for a batch of "
-                               f"{size}; use a smaller batch_size")
+            raise ValueError(f"could only find {len(images)} images with distinct captions for a batch of "
+                             f"{size}; use a smaller batch_size")
 
 

@@ -28,7 +28,6 @@ version is a hard negative made of the same words) and counting.
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Callable
 
@@ -36,7 +35,25 @@ import numpy as np
 import torch
 
 from clipedu.data.contract import CaptionedImages
-from clipedu.data.render import BACKGROUNDS, SHAPES, background_bank, paint
+from clipedu.data.render import BACKGROUND_VARIANTS, BACKGROUNDS, SHAPES, background_bank, paint
+from clipedu.data.words import (
+    BACKGROUND_WORDS,
+    CANONICAL_WORD_PROB,
+    CAPTION_TEMPLATES,
+    CAPTIONS_PER_IMAGE,
+    COLOR_WORDS,
+    COUNT_TEMPLATES,
+    DEFAULT_PROMPTS,
+    INVERSE,
+    LONG_FORM,
+    ONE_TEMPLATES,
+    PLURALS,
+    POSITION_WORDS,
+    RELATION_TEMPLATES,
+    SHAPE_WORDS,
+    SIZE_WORDS,
+    fix_articles,
+)
 
 COLORS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink"]
 SIZES = ["small", "large"]
@@ -55,62 +72,10 @@ DEFAULT_HELDOUT = [("red", "square"), ("orange", "star"), ("yellow", "heart"),
                    ("green", "triangle"), ("cyan", "cross"), ("blue", "circle"),
                    ("purple", "triangle"), ("pink", "circle")]
 
-# the first word of each list is the canonical one (used in prompts)
-COLOR_WORDS = {"red": ["red", "crimson", "scarlet"], "orange": ["orange", "amber", "tangerine"],
-               "yellow": ["yellow", "golden", "lemon"], "green": ["green", "emerald", "grassy green"],
-               "cyan": ["cyan", "turquoise", "teal"], "blue": ["blue", "azure", "cobalt"],
-               "purple": ["purple", "violet", "lilac"], "pink": ["pink", "rose", "fuchsia"]}
-SHAPE_WORDS = {"circle": ["circle", "disc", "round shape"], "square": ["square", "box"],
-               "triangle": ["triangle", "three-sided shape"], "star": ["star", "five-pointed star"],
-               "cross": ["cross", "plus sign"], "heart": ["heart", "heart shape"]}
-SIZE_WORDS = {"small": ["small", "little", "tiny"], "large": ["large", "big"]}
-POSITION_WORDS = {
-    "top left": ["in the top left corner", "in the upper left"], "top": ["at the top", "near the top"],
-    "top right": ["in the top right corner", "in the upper right"], "left": ["on the left", "on the left side"],
-    "centre": ["in the centre", "in the middle"], "right": ["on the right", "on the right side"],
-    "bottom left": ["in the bottom left corner", "in the lower left"], "bottom": ["at the bottom", "near the bottom"],
-    "bottom right": ["in the bottom right corner", "in the lower right"]}
-BACKGROUND_WORDS = {"white": ["on a white background", "on white"],
-                    "black": ["on a black background", "on a dark background"],
-                    "grey": ["on a grey background", "on a gray background"],
-                    "striped": ["on a striped background", "on stripes"],
-                    "checkered": ["on a checkered background", "on a checkerboard"]}
-PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles",
-           "star": "stars", "cross": "crosses", "heart": "hearts"}
-
-# (template, weight): {c} colour, {s} shape, {z} size, {p} position, {b} background
-CAPTION_TEMPLATES = [
-    ("a {c} {s}", 3), ("a photo of a {c} {s}", 3), ("a picture of a {c} {s}", 2),
-    ("there is a {c} {s}", 2), ("a {s} that is {c}", 2), ("a {s}, coloured {c}", 1),
-    ("the {s} is {c}", 1), ("a {z} {c} {s}", 2), ("a photo of a {z} {c} {s}", 1),
-    ("a {z} {s} that is {c}", 1), ("a {c} {s} {p}", 2), ("{p}, a {c} {s}", 1),
-    ("a {s} {p}, and it is {c}", 1), ("a {c} {s} {b}", 2), ("a {z} {c} {s} {p}", 2),
-    ("a photo of a {z} {c} {s} {p} {b}", 1), ("{p} there is a {z} {c} {s} {b}", 1),
-    ("a {c} {s} {p} {b}", 1), ("something {c}", 1), ("a {c} object", 1),
-    ("something {c} {p}", 1), ("a {z} {c} thing", 1), ("there is a {s}", 1),
-    ("a photo of a {s}", 1), ("a {z} {s} {p}", 1), ("a {s} {b}", 1),
-]
-# {a} / {b}: first / second shape, {r} the relation, {l} its long form, {i} / {j}: the inverse relation
-RELATION_TEMPLATES = ["a {a} {r} a {b}", "a photo of a {a} {l} a {b}", "a {b} {i} a {a}", "there is a {b} {j} a {a}"]
-LONG_FORM = {"left of": "to the left of", "right of": "to the right of", "above": "over", "below": "under"}
-INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-COUNT_TEMPLATES = ["{w} {c} {s}", "a photo of {w} {c} {s}", "{k} {c} {s}", "there are {w} {c} {s}"]
-ONE_TEMPLATES = ["one {c} {s}", "a {c} {s}", "a photo of one {c} {s}", "a single {c} {s}"]
-DEFAULT_PROMPTS = ["a {}", "a photo of a {}", "a picture of a {}", "there is a {}"]
-CAPTIONS_PER_IMAGE = 5
-
-
 def _rng(*keys: int | str) -> np.random.Generator:
     """A numpy generator keyed by (seed, stream name, ...): one stream per purpose."""
     ints = [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys]
     return np.random.default_rng(ints)
-
-
-_A_BEFORE_VOWEL = re.compile(r"\ba (?=[aeiou])")
-
-
-def _fix_articles(text: str) -> str:
-    return _A_BEFORE_VOWEL.sub("an ", text)
 
 
 # ------------------------------------------------------------------ drawing
@@ -121,10 +86,10 @@ def _canvases(rng: Callable[[str], np.random.Generator], n: int, size: int) -> t
     Draw on `images.numpy()`, a view of the same memory.
     """
     kind = rng("background").integers(len(BACKGROUNDS), size=n)
-    variant = rng("background variant").integers(8, size=n)
+    variant = rng("background variant").integers(BACKGROUND_VARIANTS, size=n)
     # torch's allocator maps big buffers faster than numpy's (first-touch page faults)
     images = torch.empty((n, 3, size, size), dtype=torch.uint8)
-    np.take(background_bank(size), kind * 8 + variant, axis=0, out=images.numpy())
+    np.take(background_bank(size), kind * BACKGROUND_VARIANTS + variant, axis=0, out=images.numpy())
     return images, kind
 
 
@@ -135,10 +100,11 @@ def _jittered_rgb(color: np.ndarray, jitter: np.ndarray) -> np.ndarray:
 
 
 def _synonyms(table: dict[str, list[str]], names: list[str], value: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Vectorised word choice: the canonical word 60% of the time, a synonym otherwise."""
+    """Vectorised word choice: the canonical word with CANONICAL_WORD_PROB, else a synonym (uniform)."""
+    p = CANONICAL_WORD_PROB
     n_words = np.array([len(table[name]) for name in names])[value][:, None]
-    synonym = 1 + ((u - 0.6) / 0.4 * (n_words - 1)).astype(int)
-    return np.where((u < 0.6) | (n_words == 1), 0, np.minimum(synonym, n_words - 1))
+    synonym = 1 + ((u - p) / (1 - p) * (n_words - 1)).astype(int)
+    return np.where((u < p) | (n_words == 1), 0, np.minimum(synonym, n_words - 1))
 
 
 def _describe(rng: Callable[[str], np.random.Generator], color, shape, size, position, background) -> list[list[str]]:
@@ -155,7 +121,7 @@ def _describe(rng: Callable[[str], np.random.Generator], color, shape, size, pos
     for i in range(n):
         c, s, z, p, b = (table[names[value[i]]] for table, names, value in tables)
         wc, ws, wz, wp, wb = (pick[i] for pick in picks)
-        captions.append([_fix_articles(CAPTION_TEMPLATES[t][0].format(
+        captions.append([fix_articles(CAPTION_TEMPLATES[t][0].format(
             c=c[wc[j]], s=s[ws[j]], z=z[wz[j]], p=p[wp[j]], b=b[wb[j]]))
             for j, t in enumerate(order[i, :CAPTIONS_PER_IMAGE])])
     return captions
@@ -220,7 +186,7 @@ class ShapesWorld:
     def prompts(self, templates: list[str] | None = None) -> dict[str, list[str]]:
         """Zero-shot prompts per class name, e.g. {"red circle": ["a red circle", ...]}."""
         templates = DEFAULT_PROMPTS if templates is None else templates
-        return {name: [_fix_articles(t.format(name)) for t in templates] for name in self.class_names}
+        return {name: [fix_articles(t.format(name)) for t in templates] for name in self.class_names}
 
     # -- one shape per image
 
@@ -289,8 +255,8 @@ class ShapesWorld:
                        grid[x] + jitter[i, j, 0], grid[y] + jitter[i, j, 1])
             a, b = self.class_names[first[i]], self.class_names[second[i]]
             words = dict(r=rel, l=LONG_FORM[rel], i=INVERSE[rel], j=LONG_FORM[INVERSE[rel]])
-            captions.append([_fix_articles(t.format(a=a, b=b, **words)) for t in RELATION_TEMPLATES])
-            swapped.append(_fix_articles(RELATION_TEMPLATES[0].format(a=b, b=a, **words)))
+            captions.append([fix_articles(t.format(a=a, b=b, **words)) for t in RELATION_TEMPLATES])
+            swapped.append(fix_articles(RELATION_TEMPLATES[0].format(a=b, b=a, **words)))
         return CaptionedImages(images, captions, torch.from_numpy(relation).long(), list(RELATIONS),
                                {"first": torch.from_numpy(first).long(), "second": torch.from_numpy(second).long(),
                                 "swapped": swapped})
@@ -322,7 +288,7 @@ class ShapesWorld:
                 paint(canvas[i], s, diameter[i], rgb[i], grid[cells[i, j] % 3] + jitter[i, j, 0],
                        grid[cells[i, j] // 3] + jitter[i, j, 1])
             templates, noun = (ONE_TEMPLATES, s) if count[i] == 1 else (COUNT_TEMPLATES, PLURALS[s])
-            captions.append([_fix_articles(t.format(w=COUNT_WORDS[count[i] - 1], k=count[i], c=c, s=noun))
+            captions.append([fix_articles(t.format(w=COUNT_WORDS[count[i] - 1], k=count[i], c=c, s=noun))
                              for t in templates])
         return CaptionedImages(images, captions, torch.from_numpy(count - 1).long(), list(COUNT_WORDS),
                                {"count": torch.from_numpy(count).long(), "object": torch.from_numpy(obj).long()})

@@ -27,7 +27,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clipedu.data import shapes
-from clipedu.tokenizer import BPETokenizer, pre_tokenize
+from clipedu.data.words import VOCAB_SIZE
+from clipedu.pretokenize import pre_tokenize
+from clipedu.tokenizer import BPETokenizer
+from clipedu.train.loop import step_record, train_step
 from clipedu.transforms import normalize
 
 CONTEXT_LENGTH = 24  # SOT + the longest ShapesWorld caption (19 tokens) + EOT, with room to spare
@@ -202,11 +205,6 @@ def greedy_decode(model: ShowAndTell, images: torch.Tensor, sot_token: int, eot_
 
 # ------------------------------------------------------------------ training on ShapesWorld
 
-def shapes_tokenizer(captions: list[list[str]], vocab_size: int = 4096) -> BPETokenizer:
-    """The course's BPE tokenizer learned on these captions: with room to spare, every word is one token."""
-    return BPETokenizer.train((c for caps in captions for c in caps), vocab_size=vocab_size)
-
-
 def train_captioner(kind: str = "show_attend_tell", world: shapes.ShapesWorld | None = None,
                     n_train: int = 4000, steps: int = 300, batch_size: int = 64, lr: float = 3e-3,
                     seed: int = 0, tokenizer: BPETokenizer | None = None, val_images: int = 128,
@@ -221,7 +219,7 @@ def train_captioner(kind: str = "show_attend_tell", world: shapes.ShapesWorld | 
         raise ValueError(f"kind must be one of {list(CAPTIONERS)}, got {kind!r}")
     world = world or shapes.ShapesWorld(image_size=32)
     data = world.train(n_train)
-    tokenizer = tokenizer or shapes_tokenizer(data.captions)
+    tokenizer = tokenizer or BPETokenizer.from_captions(data.captions, VOCAB_SIZE)
     tokens = torch.stack([tokenizer(caps, CONTEXT_LENGTH, truncate=True) for caps in data.captions])  # [N, 5, T]
     val = world.test(val_images, split="seen")
     val_tokens = tokenizer([c for caps in val.captions for c in caps], CONTEXT_LENGTH, truncate=True)
@@ -229,25 +227,23 @@ def train_captioner(kind: str = "show_attend_tell", world: shapes.ShapesWorld | 
     g = torch.Generator().manual_seed(seed)
     model = CAPTIONERS[kind](tokenizer.vocab_size)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    history, start = [], time.perf_counter()
+    history, seconds = [], 0.0
     for step in range(1, steps + 1):
+        start = time.perf_counter()
         model.train()
         idx = torch.randint(len(data), (batch_size,), generator=g)
         batch = tokens[idx, torch.randint(tokens.shape[1], (batch_size,), generator=g)]
         batch = batch[:, :int(caption_mask(batch, tokenizer.eot_token).sum(1).max()) + 1]  # drop pure padding
-        logits, _ = model(data.images[idx], batch)
-        loss = caption_loss(logits, batch, tokenizer.eot_token)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        history.append({"step": step, "loss": loss.item(), "images_seen": step * batch_size,
-                        "nll": loss.item() * caption_mask(batch, tokenizer.eot_token).sum().item() / batch_size})
+        loss = train_step(model, (data.images[idx], batch), opt,
+                          lambda m, images, t: caption_loss(m(images, t)[0], t, tokenizer.eot_token))
+        seconds += time.perf_counter() - start
+        history.append(step_record(model, step, step * batch_size, seconds, loss, lr))
+        history[-1]["nll"] = loss * caption_mask(batch, tokenizer.eot_token).sum().item() / batch_size
         if step % eval_every == 0 or step == steps:
             with torch.no_grad():
                 nll = caption_nll(model.eval(), val.images.repeat_interleave(len(val.captions[0]), dim=0),
                                   val_tokens, tokenizer.eot_token)
             history[-1]["val_nll"] = nll.mean().item()
-        history[-1]["seconds"] = time.perf_counter() - start
     return model.eval(), tokenizer, history
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from clipedu.data import render, shapes
+from clipedu.data import render, shapes, words
 from clipedu.embed import encode_images, encode_texts
 
 __all__ = ["candidate_scores", "choice_accuracy", "relation_candidates", "relation_accuracy",
@@ -90,7 +90,7 @@ def relation_accuracy(model, tokenizer, data) -> float:
 
 def count_phrase(count: int, colour: str, shape: str) -> str:
     """The counts' caption "{number} {colour} {shape}", the shape in the plural from two on."""
-    return f"{shapes.COUNT_WORDS[count - 1]} {colour} {shape if count == 1 else shapes.PLURALS[shape]}"
+    return f"{shapes.COUNT_WORDS[count - 1]} {colour} {shape if count == 1 else words.PLURALS[shape]}"
 
 
 def count_candidates(data, vary: str = "count") -> tuple[list[list[str]], torch.Tensor]:

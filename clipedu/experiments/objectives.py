@@ -27,23 +27,15 @@ model uses cosine similarity as CLIP does. Each objective has
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipedu.data.sampler import UniqueCaptionBatchSampler
 from clipedu.experiments.captioning import caption_loss, caption_mask
-from clipedu.loss import clamp_logit_scale, clip_loss
+from clipedu.loss import clip_loss
 from clipedu.model import l2_normalize
-from clipedu.tokenizer import BPETokenizer
-from clipedu.train.optim import build_optimizer, cosine_schedule, set_lr
-from clipedu.train.setup import caption_token_table
 from clipedu.transformer import LayerNorm, Transformer, build_causal_mask
-from clipedu.transforms import normalize
 from clipedu.vision import VisionTransformer
 from clipedu.zeroshot import ensemble_prompts
 
@@ -208,114 +200,6 @@ def build_objective(name: str, tokenizer, image_size: int = 32, width: int = 64,
     return BagOfWordsContrastive(*args, width)
 
 
-def word_tokenizer(captions: list[list[str]]) -> BPETokenizer:
-    """BPE merges learned on the captions, with room for every word to become one token."""
-    return BPETokenizer.train((c for caps in captions for c in caps), vocab_size=4096)
-
-
 def trim_padding(tokens: torch.Tensor, eot_token: int) -> torch.Tensor:
     """Drop the padding columns after the longest row's EOT."""
     return tokens[:, :int((tokens == eot_token).int().argmax(dim=1).max()) + 1]
-
-
-def prompt_tokens(tokenizer, prompts: list[list[str]], context_length: int = 24) -> torch.Tensor:
-    """prompts[c] = class c's prompts (the same number per class) -> token ids [C, K, T]."""
-    flat = tokenizer([p for ps in prompts for p in ps], context_length=context_length, truncate=True)
-    return flat.view(len(prompts), len(prompts[0]), -1)
-
-
-@torch.no_grad()
-def objective_accuracy(objective: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                      prompt_ids: torch.Tensor, batch_size: int = 256) -> float:
-    """Top-1 accuracy of argmax_c class_scores for uint8 images; labels index the prompt classes."""
-    was_training = objective.training
-    objective.eval()
-    preds = torch.cat([objective.class_scores(normalize(images[i:i + batch_size]), prompt_ids).argmax(-1)
-                       for i in range(0, len(images), batch_size)])
-    objective.train(was_training)
-    return (preds == labels).double().mean().item()
-
-
-# ------------------------------------------------------------------ training and measuring
-
-def train_objective(objective: nn.Module, data, tokenizer, steps: int, batch_size: int = 64, lr: float = 2e-3,
-                    warmup_steps: int = 20, weight_decay: float = 0.1, context_length: int = 24, seed: int = 0,
-                    evaluate: Callable[[nn.Module], dict] | None = None, eval_every: int = 50) -> list[dict]:
-    """Train on ShapesWorld-style data (uint8 images, caption lists) and return the history.
-
-    Every objective sees the same batches: `UniqueCaptionBatchSampler` with the
-    same seed, AdamW, warmup + cosine. `evaluate(objective)` returns metrics,
-    logged every `eval_every` steps and at the end with the images seen so far.
-    """
-    tokens = caption_token_table(tokenizer, data.captions, context_length)
-    sampler = UniqueCaptionBatchSampler(data.captions, batch_size, seed=seed)
-    optimizer = build_optimizer(objective, lr, weight_decay)
-    history, seconds = [], 0.0
-    objective.train()
-    for step in range(steps):
-        start = time.perf_counter()
-        set_lr(optimizer, cosine_schedule(step, steps, warmup_steps, lr))
-        image_idx, caption_idx = sampler.batch(step)
-        loss = objective.loss(normalize(data.images[image_idx]), tokens[image_idx, caption_idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(objective.parameters(), 1.0)
-        optimizer.step()
-        if hasattr(objective, "logit_scale"):
-            clamp_logit_scale(objective)
-        seconds += time.perf_counter() - start
-        record = {"step": step + 1, "images_seen": (step + 1) * batch_size, "loss": loss.item(),
-                  "seconds": round(seconds, 3)}
-        if evaluate is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            record.update(evaluate(objective))
-        history.append(record)
-    objective.eval()
-    return history
-
-
-def images_to_reach(images_seen, accuracy, target: float) -> float:
-    """Images seen when the accuracy curve first reaches `target`, linearly interpolated.
-
-    If the first point already reaches it, that point's images; inf if no point does.
-    """
-    xs, ys = np.asarray(images_seen, dtype=float), np.asarray(accuracy, dtype=float)
-    for i in range(len(ys)):
-        if ys[i] >= target:
-            if i == 0:
-                return float(xs[0])
-            x0, y0 = xs[i - 1], ys[i - 1]
-            return float(x0 + (target - y0) / (ys[i] - y0) * (xs[i] - x0))
-    return math.inf
-
-
-def compare_objectives(steps: int = 400, batch_size: int = 64, train_size: int = 10_000, test_size: int = 200,
-                       eval_every: int = 50, image_size: int = 32, width: int = 64, layers: int = 2,
-                       lr: float = 2e-3, seed: int = 0, templates: tuple[str, ...] = ("a {}",),
-                       names: tuple[str, ...] = OBJECTIVES, log: Callable[[str], None] | None = None) -> dict:
-    """Figure 2 in miniature: train each objective on the same ShapesWorld batches, same encoder init.
-
-    Zero-shot accuracy (48 colour-shape classes, prompts from `templates`) on
-    `test_size` fresh test images of the seen pairs is logged every
-    `eval_every` steps. Returns ({name: history}, {name: trained objective}).
-    """
-    from clipedu.data.shapes import ShapesWorld
-
-    world = ShapesWorld(seed=seed, image_size=image_size)
-    data, test = world.train(train_size), world.test(test_size, "seen")
-    tokenizer = word_tokenizer(data.captions)
-    prompts = world.prompts(list(templates))
-    prompt_ids = prompt_tokens(tokenizer, [prompts[name] for name in world.class_names])
-
-    def evaluate(objective: nn.Module) -> dict:
-        return {"zeroshot_acc": objective_accuracy(objective, test.images, test.labels, prompt_ids)}
-
-    runs, models = {}, {}
-    for name in names:
-        models[name] = objective = build_objective(name, tokenizer, image_size, width, layers, seed=seed)
-        runs[name] = train_objective(objective, data, tokenizer, steps, batch_size, lr, seed=seed,
-                                     evaluate=evaluate, eval_every=eval_every)
-        if log is not None:
-            last = runs[name][-1]
-            log(f"{name}: zero-shot {last['zeroshot_acc']:.3f} after {last['images_seen']:,d} images "
-                f"({last['seconds']:.0f} s of training)")
-    return runs, models

@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""Prompt engineering, measured (notebook 20; paper 3.1.4): which templates help, and by how much.
+
+`template_features` embeds every class written into every template;
+`greedy_templates` builds an ensemble one template at a time (forward selection);
+`interval95` says whether a difference in accuracy is more than noise.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,7 @@ import math
 import torch
 from torch import nn
 
-from clipedu.embed import encode_texts
-from clipedu.zeroshot import (
-    classify_features,
-    ensemble_prompts,
-)
+from clipedu.zeroshot import classify_features, ensemble_prompts, prompt_features
 
 # The bare class name first, then forms our captions use ("a {}", "there is a {}", "a small {}") and forms
 # they never use, among them prompts written for photographs ("a high quality photo of a {}").
@@ -26,15 +27,11 @@ PROMPT_TEMPLATES = [
 def template_features(model: nn.Module, tokenizer, prompts) -> torch.Tensor:
     """Unit prompt embeddings [C, T, D] from prompts[c][t], class c written into template t.
 
-    Every class needs the same number of prompts, one per template, in the same
-    order: `ShapesWorld.prompts(templates)` gives them (with "an" before vowels).
+    `zeroshot.prompt_features`, cutting prompts too long for the model as training
+    does: a template study must not stop at one long template.
+    `ShapesWorld.prompts(templates)` gives the prompts (with "an" before vowels).
     """
-    prompts = [list(p) for p in prompts]
-    n_templates = len(prompts[0]) if prompts else 0
-    if n_templates == 0 or any(len(p) != n_templates for p in prompts):
-        raise ValueError("template_features needs the same number (>= 1) of prompts for every class")
-    texts = [t for p in prompts for t in p]
-    return encode_texts(model, tokenizer, texts, truncate=True).view(len(prompts), n_templates, -1)
+    return prompt_features(model, tokenizer, prompts, truncate=True)
 
 
 def ensemble_correct(image_features: torch.Tensor, labels: torch.Tensor, features: torch.Tensor,

@@ -10,13 +10,11 @@ changing one thing at a time, so they have their own small loop (`train_run`):
 - `temperature=T`: the temperature held fixed at T instead of learned, with
   no clamp, so T > 1 is allowed.
 
-Everything else is `train.train`'s: the preset's model (`presets.init_model`), the
-no-duplicate-caption batches of `UniqueCaptionBatchSampler`, AdamW with
-warmup + cosine, gradient clipping, and `train.evaluate` for the metrics.
-
-The module also holds what notebooks 19 and 20 measure on trained models:
-the modality gap (Liang et al. 2022) and zero-shot accuracy for sets of
-prompt templates.
+Everything else is the course loop's: the preset's model (`setup.init_model`),
+the no-duplicate-caption batches of `UniqueCaptionBatchSampler`, AdamW with
+warmup + cosine, gradient clipping, `loop.train_step` and its history records,
+and `loop.evaluate` for the metrics. What notebooks 19 and 20 measure on the
+trained models lives in `gap.py` and `prompts.py`.
 """
 
 from __future__ import annotations
@@ -29,21 +27,19 @@ import torch
 from torch import nn
 
 from clipedu.data.sampler import UniqueCaptionBatchSampler
-from clipedu.loss import clamp_logit_scale, clip_loss, siglip_loss
 from clipedu.train.config import TrainConfig, apply_overrides, get_preset
 from clipedu.train.distributed import DistState
-from clipedu.train.loop import evaluate, step_inputs
-from clipedu.train.optim import build_optimizer, cosine_schedule, set_lr
+from clipedu.train.loop import evaluate, step_record, train_step
+from clipedu.train.optim import build_optimizer, cosine_schedule
 from clipedu.train.setup import (
     TrainData,
     build_tokenizer,
     caption_token_table,
     init_model,
     load_data,
+    step_inputs,
 )
 
-LOSSES = {"clip": "softmax (CLIP)", "siglip": "sigmoid (SigLIP)"}
-SIGLIP_INIT_SCALE, SIGLIP_INIT_BIAS = 10.0, -10.0  # the SigLIP paper's t' = ln 10 and b = -10
 
 @dataclass
 class Setup:
@@ -63,9 +59,9 @@ def setup(config: TrainConfig | str = "shapes-tiny", **overrides) -> Setup:
 
 @dataclass
 class Run:
-    model: nn.Module  # in eval mode; a SigLIP model also has `logit_bias`
-    history: list[dict]  # one record per step: step, images_seen, loss, logit_scale (+ logit_bias, metrics)
-    final: dict  # train.evaluate's metrics at the end, with steps, images_seen and seconds
+    model: nn.Module  # in eval mode; a SigLIP model's `logit_bias` is a parameter, else None
+    history: list[dict]  # one `loop.step_record` per step (+ the metrics where evaluated)
+    final: dict  # loop.evaluate's metrics at the end, with step, images_seen and seconds
 
 
 def balanced_bias(batch_size: int) -> float:
@@ -82,32 +78,16 @@ def build_run_model(config: TrainConfig, vocab_size: int, loss: str = "clip", te
     SigLIP starts at the paper's s = 10 and b = -10; `bias` replaces the -10 with
     a number, or with "balanced" for `balanced_bias(config.batch_size)`.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     if temperature is not None and temperature <= 0:
         raise ValueError(f"the temperature must be positive, got {temperature}")
-    if bias is not None and loss != "siglip":
-        raise ValueError("only the siglip loss has a bias")
     if bias == "balanced":
         bias = balanced_bias(config.batch_size)
-    plain = {k: v for k, v in (("loss", "clip"), ("learn_temperature", True)) if hasattr(config, k)}
-    model = init_model(apply_overrides(config, **plain), vocab_size)  # seeded: the same weights for every loss
-    with torch.no_grad():
-        if loss == "siglip":
-            model.logit_scale.fill_(math.log(SIGLIP_INIT_SCALE))
-            model.logit_bias = nn.Parameter(torch.tensor(SIGLIP_INIT_BIAS if bias is None else float(bias)))
-        if temperature is not None:
+    config = apply_overrides(config, loss=loss, learn_temperature=temperature is None)
+    model = init_model(config, vocab_size, None if bias is None else float(bias))  # seeded: the same weights
+    if temperature is not None:
+        with torch.no_grad():
             model.logit_scale.fill_(math.log(1 / temperature))
-    model.logit_scale.requires_grad_(temperature is None)
     return model
-
-
-def run_loss(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """The model's training loss on one batch: SigLIP's if the model has a bias, else CLIP's."""
-    img, txt, scale = model(images, tokens)
-    if hasattr(model, "logit_bias"):
-        return siglip_loss(img, txt, scale, model.logit_bias)
-    return clip_loss(img, txt, scale)
 
 
 def train_run(s: Setup, loss: str = "clip", temperature: float | None = None, bias: float | str | None = None,
@@ -130,25 +110,15 @@ def train_run(s: Setup, loss: str = "clip", temperature: float | None = None, bi
     model.train()
     for step in range(config.steps):
         start = time.perf_counter()
-        set_lr(optimizer, cosine_schedule(step, config.steps, config.warmup_steps, config.lr, config.min_lr))
-        images, text = step_inputs(s.data, tokens, sampler, config, step, DistState(), device)
-        value = run_loss(model, images, text)
-        optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        if config.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        if temperature is None:
-            clamp_logit_scale(model, config.max_logit_scale)
+        lr = cosine_schedule(step, config.steps, config.warmup_steps, config.lr, config.min_lr)
+        batch = step_inputs(s.data, tokens, sampler, config, step, DistState(), device)
+        loss_value = train_step(model, batch, optimizer, lr=lr, grad_clip=config.grad_clip,
+                                max_logit_scale=config.max_logit_scale if temperature is None else None)
         seconds += time.perf_counter() - start
-        record = {"step": step + 1, "images_seen": (step + 1) * config.batch_size, "loss": value.item(),
-                  "logit_scale": model.logit_scale.exp().item()}
-        if hasattr(model, "logit_bias"):
-            record["logit_bias"] = model.logit_bias.item()
+        history.append(step_record(model, step + 1, (step + 1) * config.batch_size, seconds, loss_value, lr))
         if eval_every and (step + 1) % eval_every == 0 and step + 1 < config.steps:
-            record.update(evaluate(model, s.tokenizer, s.data))
-        history.append(record)
-    final = {"steps": config.steps, "images_seen": config.steps * config.batch_size, "seconds": round(seconds, 3),
+            history[-1].update(evaluate(model, s.tokenizer, s.data))
+    final = {"step": config.steps, "images_seen": config.steps * config.batch_size, "seconds": round(seconds, 3),
              **evaluate(model, s.tokenizer, s.data)}
     if history:
         history[-1].update({k: v for k, v in final.items() if k not in history[-1]})
@@ -183,11 +153,3 @@ def batch_sweep(s: Setup, batch_sizes, images: int, variants: dict | None = None
                 log(f"batch {b:4d} ({steps:5d} steps)  {name:22s} zero-shot seen {run.final['zeroshot_acc']:.3f}  "
                     f"held-out {run.final['zeroshot_heldout_acc']:.3f}  ({run.final['seconds']:.0f} s)")
     return results
-
-
-# ------------------------------------------------------------------ the modality gap
-
-
-# ------------------------------------------------------------------ prompt templates
-
-

@@ -1,1 +1,28 @@
-"""TODO."""
+"""Training CLIP (notebook 08, scaled out in 13; paper 2.5): `python -m clipedu.train`.
+
+For anyone who runs or changes training. Depends on core and data; experiments
+build on it.
+
+    config.py       TrainConfig and the named PRESETS: every setting of a run in one dataclass
+    setup.py        what a config names, built: the data, the tokenizer, the initial model
+    loop.py         train_step (the one step every loop takes), train (the course loop), evaluate
+    optim.py        AdamW parameter groups, warmup + cosine schedule
+    checkpoint      lives in core (clipedu/checkpoint.py): weights.py reads clipedu checkpoints too
+    cache.py        the course's own trained model, trained once and cached: load_course_model
+    finetune.py     fine-tuning a trained model: a classifier end to end, or contrastive (notebook 12)
+    distributed.py  torchrun set-up, features gathered with gradients, the local loss (notebook 13)
+    batchnorm.py    BatchNorm statistics over the global batch under DDP
+    launch.py       starting torchrun from a notebook, its log streamed into the cell
+    __main__.py     the command line
+
+    from clipedu.train import train
+    metrics = train("shapes-tiny", "runs/tiny")
+"""
+
+from clipedu.train.cache import load_course_model
+from clipedu.train.config import PRESETS, TrainConfig, get_preset
+from clipedu.train.loop import evaluate, train, train_step
+from clipedu.train.state import load_model
+
+__all__ = ["train", "train_step", "evaluate", "TrainConfig", "PRESETS", "get_preset", "load_course_model",
+           "load_model"]

@@ -1,13 +1,16 @@
-"""TODO docstring."""
+"""`python -m clipedu.train`: train CLIP from a named preset, with flags for the common overrides.
+
+    python -m clipedu.train --preset shapes-tiny --out runs/tiny
+    torchrun --standalone --nproc_per_node=2 -m clipedu.train --preset shapes-tiny --out runs/ddp
+
+Writes OUT/checkpoint.pt and OUT/metrics.json and prints the final metrics.
+"""
 
 import argparse
 import os
 import sys
 
-from clipedu.train.cache import load_course_model, load_model  # noqa: F401 (re-exported for notebooks)
-from clipedu.train.config import (
-    PRESETS,
-)
+from clipedu.train.config import PRESETS
 from clipedu.train.loop import train
 
 

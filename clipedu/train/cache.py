@@ -1,4 +1,4 @@
-"""Trained course models on demand: load a cached checkpoint, or train it once.
+"""The course's trained model on demand: load a cached run, or train it once.
 
 Later notebooks need a trained model without spending minutes on it each
 time. `load_course_model("shapes-tiny")` keeps one run per preset under
@@ -15,18 +15,18 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from clipedu.checkpoint import CheckpointError, load_checkpoint
-from clipedu.model import CLIP, CLIPConfig
+from clipedu.checkpoint import (
+    CheckpointError,
+)
+from clipedu.model import CLIP
 from clipedu.tokenizer import BPETokenizer
 from clipedu.train.config import (
-    RUN_CONTROL_FIELDS,
+    TrainConfig,
     apply_overrides,
     course_preset,
     get_preset,
 )
-from clipedu.train.setup import tokenizer_from_state
+from clipedu.train.state import load_model, run_checkpoint
 
 _CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, when clipedu runs from a checkout
 # <checkout>/.cache/clipedu in a checkout (make clean removes it); ~/.cache/clipedu for an installed package
@@ -34,16 +34,7 @@ CACHE_DIR = (_CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else Path.hom
 LOCK_QUIET_SECONDS = 3.0  # wait this long for another process's lock before saying so
 
 
-def load_model(path: str | Path) -> tuple[CLIP, BPETokenizer, dict]:
-    """(model in eval mode, its tokenizer, the checkpoint dict) from a training checkpoint."""
-    ckpt = load_checkpoint(path)
-    if "model_config" not in ckpt["extra"] or "tokenizer" not in ckpt["extra"]:
-        raise CheckpointError(f"{path} was not written by clipedu.train (no model config or tokenizer in it)")
-    model = CLIP(CLIPConfig(**ckpt["extra"]["model_config"]))
-    if "logit_bias" in ckpt["model"]:  # trained with loss="siglip"
-        model.logit_bias = torch.nn.Parameter(torch.zeros([]))
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), tokenizer_from_state(ckpt["extra"]["tokenizer"]), ckpt
+# ------------------------------------------------------------------ a run's files
 
 
 @contextlib.contextmanager
@@ -75,7 +66,7 @@ def cache_lock(folder: Path):
 
 
 def load_course_model(preset: str | None = None, cache_dir: str | Path | None = None,
-                  progress: bool = True, **overrides) -> tuple[CLIP, BPETokenizer, dict]:
+                      progress: bool = True, **overrides) -> tuple[CLIP, BPETokenizer, dict]:
     """(model, tokenizer, final metrics) of `preset`, trained on first use and cached.
 
     preset=None takes `course_preset()`: shapes-tiny on a CPU, shapes-gpu on a GPU.
@@ -88,12 +79,13 @@ def load_course_model(preset: str | None = None, cache_dir: str | Path | None = 
         return _load_or_train(config, out, progress)
 
 
-def _load_or_train(config, out: Path, progress: bool) -> tuple[CLIP, BPETokenizer, dict]:
+def _load_or_train(config: TrainConfig, out: Path, progress: bool) -> tuple[CLIP, BPETokenizer, dict]:
+    """The finished run in `out`; or finish an interrupted one there, or train it afresh."""
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
     resume = False
     if ckpt_path.is_file():
         try:
-            ckpt = load_checkpoint(ckpt_path, expected_config=config.to_dict(), ignore_fields=RUN_CONTROL_FIELDS)
+            ckpt = run_checkpoint(out, config)
             metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
             if ckpt["step"] == config.steps and metrics.get("final"):
                 model, tokenizer, _ = load_model(ckpt_path)
@@ -101,9 +93,7 @@ def _load_or_train(config, out: Path, progress: bool) -> tuple[CLIP, BPETokenize
             resume = True  # an interrupted run: finish it
         except (CheckpointError, json.JSONDecodeError):
             shutil.rmtree(out)  # corrupt or stale (the preset changed): start again
-    from clipedu.train.loop import (
-        train,  # here, not at the top: clipedu.train re-exports this module
-    )
+    from clipedu.train.loop import train  # here, not at the top: loop.py imports this module
 
     final = train(config, out, resume=resume, progress=progress)
     model, tokenizer, _ = load_model(ckpt_path)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 
 DATA_SOURCES = ("shapes", "shapes-multi", "digits", "captions-folder")
+LOSSES = ("clip", "siglip")  # the paper's softmax loss; SigLIP's sigmoid loss with a learned bias
+MAX_LOGIT_SCALE = 100.0  # the paper's clamp on exp(t): the temperature stays >= 1/100
 
 # Fields that steer a run without changing what it computes: they may differ
 # between a run and its resumption.
@@ -39,7 +41,7 @@ class TrainConfig:
     vocab_size: int = 1000  # upper bound for tokenizer="bpe"
     init_temperature: float = 0.07  # the paper's initial tau; logit_scale = ln(1 / tau)
     learn_temperature: bool = True  # False: tau stays at init_temperature (notebook 19)
-    loss: str = "clip"  # "clip": the paper's softmax loss; "siglip": the sigmoid loss (notebook 18)
+    loss: str = "clip"  # one of LOSSES: "siglip" is the sigmoid loss (notebook 18)
 
     # optimisation
     steps: int = 1000
@@ -52,7 +54,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
     grad_clip: float | None = 1.0  # max global gradient norm; None disables clipping
-    max_logit_scale: float = 100.0  # the paper's clamp on exp(t)
+    max_logit_scale: float = MAX_LOGIT_SCALE
     seed: int = 0  # model initialisation, batch order, captions, crops
 
     # run control (may change on resume)
@@ -155,8 +157,3 @@ def apply_overrides(config: TrainConfig, **overrides) -> TrainConfig:
     if unknown:
         raise TypeError(f"unknown TrainConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}")
     return dataclasses.replace(config, **overrides)
-
-
-# ------------------------------------------------------------------ the data a preset names
-
-

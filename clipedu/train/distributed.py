@@ -18,11 +18,9 @@ matrix would grow with K^2. docs/distributed.md walks through the argument.
 from __future__ import annotations
 
 import os
-import random
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
@@ -30,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clipedu.loss import (
-    _check_features,
-    _check_scalar,
+    check_features,
+    check_scalar,
     clip_loss,
     logits_matrix,
     siglip_loss,
@@ -137,7 +135,7 @@ def gather_features(
     with_grad=False (plain `dist.all_gather`) gives other ranks' rows no
     gradient, so those contributions are silently lost: the teaching contrast.
     """
-    _check_features(image_features, text_features, same_batch=True)
+    check_features(image_features, text_features, same_batch=True)
     if state.world_size == 1:
         return image_features, text_features
     _check_equal_batches(image_features.shape[0], image_features.device, state)
@@ -174,8 +172,8 @@ def local_clip_loss(
     cross-entropy over these n rows, so the mean over ranks is `clip_loss` on
     the global batch.
     """
-    _check_features(image_features, text_features, same_batch=True)
-    _check_features(all_image_features, all_text_features, same_batch=True)
+    check_features(image_features, text_features, same_batch=True)
+    check_features(all_image_features, all_text_features, same_batch=True)
     n = image_features.shape[0]
     _check_rank_block(n, all_text_features.shape[0], rank)
     logits_per_image = logits_matrix(image_features, all_text_features, logit_scale)  # [n, N]
@@ -184,13 +182,8 @@ def local_clip_loss(
     return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
 
 
-def local_siglip_loss(
-    image_features: torch.Tensor,
-    all_text_features: torch.Tensor,
-    logit_scale: torch.Tensor | float,
-    logit_bias: torch.Tensor | float,
-    rank: int,
-) -> torch.Tensor:
+def local_siglip_loss(image_features: torch.Tensor, all_text_features: torch.Tensor,
+                      logit_scale: torch.Tensor | float, logit_bias: torch.Tensor | float, rank: int) -> torch.Tensor:
     """Rank `rank`'s block of SigLIP's loss: n local images x all N texts (no communication).
 
     The sigmoid loss is a plain sum S over the N x N pairs, divided by N. This
@@ -199,7 +192,7 @@ def local_siglip_loss(
         mean_r (S_r / n) = (sum_r S_r) / (K n) = S / N,
     the global loss; DDP's gradient averaging then gives the single-process gradient.
     """
-    _check_scalar("logit_bias", logit_bias)
+    check_scalar("logit_bias", logit_bias)
     n = image_features.shape[0]
     _check_rank_block(n, all_text_features.shape[0], rank)
     logits = logits_matrix(image_features, all_text_features, logit_scale) + logit_bias  # [n, N]
@@ -234,13 +227,9 @@ def distributed_clip_loss(
     return local_clip_loss(image_features, text_features, all_images, all_texts, logit_scale, state.rank)
 
 
-def distributed_siglip_loss(
-    image_features: torch.Tensor,
-    text_features: torch.Tensor,
-    logit_scale: torch.Tensor | float,
-    logit_bias: torch.Tensor | float,
-    state: DistState,
-) -> torch.Tensor:
+def distributed_siglip_loss(image_features: torch.Tensor, text_features: torch.Tensor,
+                            logit_scale: torch.Tensor | float, logit_bias: torch.Tensor | float,
+                            state: DistState) -> torch.Tensor:
     """This rank's share of SigLIP's loss: gather the texts only, then `local_siglip_loss`.
 
     The mean over ranks equals `siglip_loss` on the global batch. (open_clip
@@ -250,28 +239,13 @@ def distributed_siglip_loss(
     """
     if state.world_size == 1:
         return siglip_loss(image_features, text_features, logit_scale, logit_bias)
-    _check_features(image_features, text_features, same_batch=True)
+    check_features(image_features, text_features, same_batch=True)
     _check_equal_batches(image_features.shape[0], image_features.device, state)
     all_texts = _all_gather(text_features, state, with_grad=True)  # images never leave their rank
     return local_siglip_loss(image_features, all_texts, logit_scale, logit_bias, state.rank)
 
 
 # ------------------------------------------------------------------ helpers
-
-def seed_everything(seed: int, state: DistState | None = None, per_rank: bool = True) -> int:
-    """Seed Python, NumPy and torch; with per_rank, rank r uses seed + r and returns it.
-
-    Different seeds per rank give each rank its own augmentations and dropout
-    masks. Model weights stay identical anyway: DDP copies rank 0's weights to
-    every rank when the model is wrapped.
-    """
-    rank = state.rank if state is not None else 0
-    seed = seed + rank if per_rank else seed
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-    return seed
-
 
 def rank0_print(*args, state: DistState | None = None, **kwargs) -> None:
     """print() on rank 0 only, so K ranks do not print K copies of every log line."""
@@ -291,11 +265,6 @@ def wrap_ddp(model: nn.Module, state: DistState, **ddp_kwargs) -> nn.Module:
     if state.backend == "nccl":
         ddp_kwargs.setdefault("device_ids", [state.local_rank])
     return nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The bare model inside a DDP wrapper (for checkpoints and `logit_scale`)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def all_reduce_mean(x: torch.Tensor | float, state: DistState) -> torch.Tensor:

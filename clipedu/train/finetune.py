@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""Fine-tuning a trained CLIP (notebook 12): a classifier end to end, or more contrastive training.
+
+`finetune_classifier` trains an `ImageClassifier` (image tower + linear head)
+with two learning rates; `finetune_contrastive` continues CLIP's own loss on new
+captioned data, optionally one direction only (an ablation).
+"""
 
 import torch
 import torch.nn.functional as F
@@ -7,13 +12,14 @@ from torch import nn
 from clipedu.data.sampler import UniqueCaptionBatchSampler
 from clipedu.embed import input_resolution, prepare_images
 from clipedu.loss import (
-    clamp_logit_scale,
     image_to_text_loss,
     logits_matrix,
     text_to_image_loss,
 )
 from clipedu.probe import ImageClassifier
-from clipedu.train.optim import build_optimizer, set_lr
+from clipedu.train.config import MAX_LOGIT_SCALE
+from clipedu.train.loop import train_step
+from clipedu.train.optim import build_optimizer
 
 
 def finetune_classifier(classifier: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, steps: int = 50,
@@ -33,30 +39,32 @@ def finetune_classifier(classifier: ImageClassifier, images: torch.Tensor, label
     losses = []
     for _ in range(steps):
         idx = torch.randint(len(images), (batch_size,), generator=g)
-        loss = F.cross_entropy(classifier(images[idx]), labels[idx].to(classifier.head.weight.device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+        batch = (images[idx], labels[idx].to(classifier.head.weight.device))
+        losses.append(train_step(classifier, batch, opt, lambda model, x, y: F.cross_entropy(model(x), y)))
     classifier.eval()
     return losses
 
 
 def finetune_contrastive(model: nn.Module, tokenizer, dataset, steps: int = 50, batch_size: int = 64,
                          lr: float = 1e-4, weight_decay: float = 0.1, warmup_steps: int = 0,
-                         directions: str = "both", seed: int = 0) -> list[float]:
+                         directions: str = "both", seed: int = 0, grad_clip: float | None = 1.0) -> list[float]:
     """Continue CLIP's contrastive training on a captioned dataset (in place); return the losses.
 
     The training recipe in short: batches without duplicate captions
     (`UniqueCaptionBatchSampler`), AdamW without decay on gains and biases, a
-    linear warmup over `warmup_steps` then a constant rate, gradient norm
-    clipped at 1, the temperature clamped. It minimises the symmetric loss
+    linear warmup over `warmup_steps` then a constant rate, the gradient norm
+    clipped at `grad_clip`, the temperature clamped. It minimises the symmetric loss
     (directions="both"), or only its image->text or text->image half (ablations).
     """
     terms = {"both": (image_to_text_loss, text_to_image_loss), "image_to_text": (image_to_text_loss,),
              "text_to_image": (text_to_image_loss,)}
     if directions not in terms:
         raise ValueError(f"directions must be one of {sorted(terms)}, got {directions!r}")
+
+    def loss_fn(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        logits = logits_matrix(*model(images, tokens))
+        return sum(term(logits) for term in terms[directions]) / len(terms[directions])
+
     device = next(model.parameters()).device
     resolution, context_length = input_resolution(model), model.positional_embedding.shape[0]
     opt = build_optimizer(model, lr, weight_decay)  # no decay on gains, biases, embeddings, temperature
@@ -64,19 +72,12 @@ def finetune_contrastive(model: nn.Module, tokenizer, dataset, steps: int = 50, 
     model.train()
     losses = []
     for step in range(steps):
-        set_lr(opt, lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps else lr)
         image_idx, caption_idx = sampler.batch(step)
         texts = [dataset.captions[i][j] for i, j in zip(image_idx.tolist(), caption_idx.tolist())]
         images = prepare_images(dataset.images[image_idx], resolution).to(device)
         tokens = tokenizer(texts, context_length=context_length, truncate=True).to(device)
-        image_features, text_features, scale = model(images, tokens)
-        logits = logits_matrix(image_features, text_features, scale)
-        loss = sum(term(logits) for term in terms[directions]) / len(terms[directions])
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        clamp_logit_scale(model)
-        losses.append(loss.item())
+        losses.append(train_step(model, (images, tokens), opt, loss_fn, grad_clip=grad_clip,
+                                 lr=lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps else lr,
+                                 max_logit_scale=MAX_LOGIT_SCALE))
     model.eval()
     return losses

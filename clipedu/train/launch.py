@@ -13,8 +13,10 @@ import sys
 from collections import deque
 from typing import Sequence
 
+from clipedu.errors import ClipeduError
 
-class LaunchError(subprocess.CalledProcessError):
+
+class LaunchError(ClipeduError, subprocess.CalledProcessError):
     """torchrun exited with an error; the message ends with the tail of its log."""
 
     def __str__(self) -> str:
@@ -25,12 +27,12 @@ def launch(args: Sequence[str], nproc: int = 2, env: dict[str, str] | None = Non
     """Run `python -m torch.distributed.run --standalone --nproc_per_node=nproc *args`, streaming its log.
 
     Made for notebooks, which cannot host the worker processes themselves:
-    e.g. `launch(["-m", "clipedu.train", "--preset", "tiny"], nproc=2)`.
+    e.g. `launch(["-m", "clipedu.train", "--preset", "shapes-tiny", "--out", "runs/ddp"], nproc=2)`.
     Every line the workers print is echoed as it arrives. Returns 0, or
     raises LaunchError carrying the last `tail_lines` lines.
     """
     if isinstance(args, str) or not all(isinstance(a, str) for a in args):
-        raise TypeError("args must be a list of strings, e.g. ['-m', 'clipedu.train', '--epochs', '1']")
+        raise TypeError("args must be a list of strings, e.g. ['-m', 'clipedu.train', '--steps', '10', '--out', 'runs/ddp']")
     if not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc must be a positive int, got {nproc!r}")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]

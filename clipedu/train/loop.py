@@ -1,11 +1,14 @@
-"""The training loop and its command line.
+"""The training loop: one step, the course loop around it, and evaluation.
 
     python -m clipedu.train --preset shapes-tiny --out runs/tiny
     torchrun --nproc_per_node 2 -m clipedu.train --preset shapes-gpu --out runs/gpu
 
-One step (paper Figure 3): take the step's global batch of (image, caption)
-pairs, embed both, score all pairs with the symmetric cross-entropy, then
-AdamW with the scheduled learning rate, and clamp the temperature.
+One step (paper Figure 3, `train_step`): embed a batch of (image, caption)
+pairs, score all pairs with the symmetric cross-entropy (or SigLIP's sigmoid
+loss), then AdamW with the scheduled learning rate, and clamp the temperature.
+Every loop of the package (this one, the experiment runs, the Figure 2
+objectives, fine-tuning, the captioner) takes its steps with `train_step` and
+logs them with `step_record`.
 
 Everything random in a step is a function of (seed, step, position in the
 global batch): the batch itself (`UniqueCaptionBatchSampler`), the caption
@@ -15,40 +18,29 @@ global batch, train on the same data as one process.
 """
 
 import contextlib
+import functools
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from clipedu import transforms
-from clipedu.checkpoint import (
-    get_rng_state,
-    load_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-    write_json,
-)
+from clipedu.checkpoint import unwrap
 from clipedu.data.sampler import UniqueCaptionBatchSampler
 from clipedu.embed import encode_images, encode_texts
-from clipedu.loss import clamp_logit_scale
+from clipedu.loss import clamp_logit_scale, clip_loss, siglip_loss
 from clipedu.model import CLIP
 from clipedu.retrieval import flatten_captions, recall_at_k
 from clipedu.train.batchnorm import convert_batchnorm
-from clipedu.train.cache import load_course_model, load_model  # noqa: F401 (re-exported for notebooks)
-from clipedu.train.config import (
-    RUN_CONTROL_FIELDS,
-    TrainConfig,
-    apply_overrides,
-    get_preset,
-)
+from clipedu.train.config import TrainConfig, apply_overrides, get_preset
 from clipedu.train.distributed import (
     DistState,
     all_reduce_mean,
     distributed_clip_loss,
     distributed_siglip_loss,
-    init_distributed,
     wrap_ddp,
 )
 from clipedu.train.optim import build_optimizer, cosine_schedule, set_lr
@@ -56,22 +48,115 @@ from clipedu.train.setup import (
     TrainData,
     build_tokenizer,
     caption_token_table,
+    check_config,
+    init_device,
     init_model,
     load_data,
+    step_inputs,
     tokenizer_from_state,
     tokenizer_state,
 )
+from clipedu.train.state import TrainState, run_checkpoint
 from clipedu.zeroshot import classifier_from_prompts, zeroshot_accuracy
 
 PROGRESS_INTERVAL = 1.0  # seconds between progress-bar redraws
 
 
+# ------------------------------------------------------------------ one step
+
+def contrastive_loss(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """CLIP's loss on one batch, or SigLIP's when the model has a `logit_bias`."""
+    return batch_loss(*model(images, tokens), unwrap(model).logit_bias)
+
+
+def train_step(model: nn.Module, batch: tuple, optimizer: torch.optim.Optimizer,
+               loss_fn: Callable[..., torch.Tensor | float] = contrastive_loss, *, lr: float | None = None,
+               grad_clip: float | None = None, max_logit_scale: float | None = None) -> float:
+    """One optimisation step on `batch`, e.g. (images, tokens); returns its loss as a float.
+
+    Sets the learning rate (lr=None: leave it), zeroes the gradients, backpropagates
+    `loss_fn(model, *batch)`, clips the gradient norm (grad_clip=None: no clipping),
+    steps, and clamps exp(logit_scale) to max_logit_scale (None, or a model without
+    a logit_scale: no clamp). A loss_fn that accumulates gradients over micro-batches
+    (`contrastive_backward`) calls backward itself and returns a float.
+    """
+    if lr is not None:
+        set_lr(optimizer, lr)
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model, *batch)
+    if isinstance(loss, torch.Tensor):
+        loss.backward()
+        loss = loss.item()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    if max_logit_scale is not None and hasattr(unwrap(model), "logit_scale"):
+        clamp_logit_scale(model, max_logit_scale)
+    return loss
+
+
+def step_record(model: nn.Module, step: int, images_seen: int, seconds: float, loss: float, lr: float) -> dict:
+    """One step of a run's history, the same in every loop: step (from 1), images_seen, seconds of
+    training so far, loss, lr, and the model's exp(logit_scale) and logit_bias where it has them."""
+    record = {"step": step, "images_seen": images_seen, "seconds": round(seconds, 3), "loss": loss, "lr": lr}
+    model = unwrap(model)
+    scale, bias = getattr(model, "logit_scale", None), getattr(model, "logit_bias", None)
+    if scale is not None:
+        record["logit_scale"] = scale.exp().item()
+    if bias is not None:
+        record["logit_bias"] = bias.item()
+    return record
+
+
 def batch_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
-               dist: DistState) -> torch.Tensor:
-    """This process's share of the contrastive loss: CLIP's softmax, or SigLIP's sigmoid when a bias is given."""
+               dist: DistState | None = None) -> torch.Tensor:
+    """This process's share of CLIP's softmax loss, or SigLIP's sigmoid loss when a bias is given:
+    `clipedu.loss` on one process; on several, each gathers the others' features first."""
+    if dist is None or dist.world_size == 1:
+        return clip_loss(img, txt, scale) if bias is None else siglip_loss(img, txt, scale, bias)
     if bias is None:
         return distributed_clip_loss(img, txt, scale, dist)
     return distributed_siglip_loss(img, txt, scale, bias, dist)
+
+
+def contrastive_backward(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor, accum_steps: int = 1,
+                         dist: DistState | None = None, autocast=None) -> float:
+    """`contrastive_loss` over the (local slice of the) global batch, left as gradients in .grad.
+
+    With accum_steps M > 1 (open_clip's recipe): embed all M micro-batches without
+    gradient first, then re-embed one micro-batch at a time with gradient and score
+    it against the cached features of all the others. Every micro-batch thus still
+    sees every negative, and the summed gradient equals the full-batch gradient.
+    logit_scale (and logit_bias) enters each micro-batch's loss, so its gradient is
+    kept from the last micro-batch only (so DDP sees every parameter used when it
+    syncs). BatchNorm (the ResNet tower) normalises each micro-batch with its own
+    statistics, so there the equality is approximate; LayerNorm (ViT) matches exactly.
+    """
+    dist, autocast = dist or DistState(), autocast or contextlib.nullcontext()
+    bias = unwrap(model).logit_bias
+    if accum_steps == 1:
+        with autocast:
+            img, txt, scale = model(images, tokens)
+        value = batch_loss(img.float(), txt.float(), scale.float(), bias, dist)
+        value.backward()
+    else:
+        image_chunks, token_chunks = images.chunk(accum_steps), tokens.chunk(accum_steps)
+        with torch.no_grad(), autocast:
+            cached = [model(i, t)[:2] for i, t in zip(image_chunks, token_chunks)]
+        for j in range(accum_steps):
+            last = j == accum_steps - 1
+            sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+            with sync:
+                with autocast:
+                    img_j, txt_j, scale = model(image_chunks[j], token_chunks[j])
+                img = torch.cat([c[0] for c in cached[:j]] + [img_j] + [c[0] for c in cached[j + 1:]]).float()
+                txt = torch.cat([c[1] for c in cached[:j]] + [txt_j] + [c[1] for c in cached[j + 1:]]).float()
+                scale_j = scale.float() if last else scale.float().detach()
+                bias_j = bias if bias is None or last else bias.detach()
+                value = batch_loss(img, txt, scale_j, bias_j, dist)
+                value.backward()
+    # each process holds the loss of its rows: log the mean over processes
+    return value.item() if dist.world_size == 1 else all_reduce_mean(value, dist).item()
 
 
 @torch.no_grad()
@@ -92,59 +177,28 @@ def evaluate(model: CLIP, tokenizer, data: TrainData) -> dict[str, float]:
     return metrics
 
 
-def contrastive_backward(model, images, tokens, accum_steps: int, dist: DistState, autocast,
-                         loss: str = "clip") -> float:
-    """Loss over the (local slice of the) global batch, and its gradient in .grad.
+# ------------------------------------------------------------------ what the course loop keeps
 
-    With accum_steps M > 1 (open_clip's recipe): embed all M micro-batches without
-    gradient first, then re-embed one micro-batch at a time with gradient and score
-    it against the cached features of all the others. Every micro-batch thus still
-    sees every negative, and the summed gradient equals the full-batch gradient.
-    logit_scale enters each micro-batch's loss, so its gradient is kept from one
-    micro-batch only (the last, so DDP sees every parameter used when it syncs).
-    BatchNorm (the ResNet tower) normalises each micro-batch with its own statistics,
-    so there the equality is approximate; LayerNorm models (ViT) match exactly.
-    loss="siglip" scores with the sigmoid loss and the model's `logit_bias`.
-    """
-    bias = getattr(getattr(model, "module", model), "logit_bias", None) if loss == "siglip" else None
-    if loss == "siglip" and bias is None:
-        raise ValueError("loss='siglip' needs a model with a logit_bias (build it with loss='siglip')")
-    if accum_steps == 1:
-        with autocast:
-            img, txt, scale = model(images, tokens)
-        value = batch_loss(img.float(), txt.float(), scale.float(), bias, dist)
-        value.backward()
-        return all_reduce_mean(value, dist).item()
-    image_chunks, token_chunks = images.chunk(accum_steps), tokens.chunk(accum_steps)
-    with torch.no_grad(), autocast:
-        cached = [model(i, t)[:2] for i, t in zip(image_chunks, token_chunks)]
-    for j in range(accum_steps):
-        last = j == accum_steps - 1
-        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
-        with sync:
-            with autocast:
-                img_j, txt_j, scale = model(image_chunks[j], token_chunks[j])
-            img = torch.cat([c[0] for c in cached[:j]] + [img_j] + [c[0] for c in cached[j + 1:]]).float()
-            txt = torch.cat([c[1] for c in cached[:j]] + [txt_j] + [c[1] for c in cached[j + 1:]]).float()
-            scale_j = scale.float() if last else scale.float().detach()
-            bias_j = bias if bias is None or last else bias.detach()
-            value = batch_loss(img, txt, scale_j, bias_j, dist)
-            value.backward()
-    return all_reduce_mean(value, dist).item()  # each rank holds the loss of its rows: log the mean
+def progress_bar(config: TrainConfig, start: int):
+    """A tqdm bar over the run's steps that redraws at most once a second: a notebook kernel drops
+    output (and nbval times out) when a long run floods it with a message per step."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.steps, initial=start, desc=config.preset, unit="step", file=sys.stderr,
+                mininterval=PROGRESS_INTERVAL)
 
 
-def step_inputs(data: TrainData, tokens: torch.Tensor, sampler, config: TrainConfig, step: int,
-                dist: DistState, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """This process's slice of the step's global batch: normalised images and caption tokens."""
-    image_idx, caption_idx = sampler.batch(step)
-    n = len(image_idx)
-    local = slice(dist.rank * n // dist.world_size, (dist.rank + 1) * n // dist.world_size)
-    images = data.train.images[image_idx[local]].to(device)  # uint8: 4x less to copy than float
-    if config.augment:  # crops seeded by (seed, step, position in the global batch), not by the process
-        positions = torch.arange(n)[local]
-        images = transforms.random_crop(images, config.image_size,
-                                        transforms.augment_seeds(config.seed, positions, step))
-    return transforms.normalize(images), tokens[image_idx[local], caption_idx[local]].to(device)
+def show_progress(bar, record: dict, images_per_second: float | None = None) -> None:
+    """Advance the bar by a step (with its speed), or print an evaluated record under it (without)."""
+    if bar is None:
+        return
+    if images_per_second is None:
+        bar.write(f"step {record['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in record.items()
+                                                          if k not in ("step", "images_seen")))
+        return
+    bar.set_postfix(loss=f"{record['loss']:.3f}", T=f"{1 / record['logit_scale']:.3f}",
+                    img_s=f"{images_per_second:.0f}", refresh=False)
+    bar.update(1)
 
 
 @contextlib.contextmanager
@@ -164,17 +218,7 @@ def defer_interrupt():
             raise KeyboardInterrupt
 
 
-def _check_config(config: TrainConfig, data: TrainData, dist: DistState) -> None:
-    if config.batch_size > len(data.train):
-        raise ValueError(f"batch larger than the dataset: batch_size={config.batch_size} but the training set "
-                         f"has {len(data.train)} images; use --batch-size {len(data.train)} or less, or more data")
-    parts = dist.world_size * config.accum_steps
-    if config.batch_size % parts:
-        raise ValueError(f"batch_size={config.batch_size} must divide evenly into {dist.world_size} processes x "
-                         f"{config.accum_steps} accumulation steps")
-    if config.stop_after is not None and not 0 < config.stop_after <= config.steps:
-        raise ValueError(f"stop_after={config.stop_after} must lie in 1..steps={config.steps}")
-
+# ------------------------------------------------------------------ the course loop
 
 def train(config: TrainConfig | str = "shapes-tiny", out_dir: str | Path | None = None, *,
           resume: bool = False, evaluate_model: bool = True, progress: bool = True, **overrides) -> dict:
@@ -183,119 +227,73 @@ def train(config: TrainConfig | str = "shapes-tiny", out_dir: str | Path | None 
     Writes out_dir/metrics.json and out_dir/checkpoint.pt (both atomically). `overrides`
     replace TrainConfig fields, e.g. train("shapes-tiny", "runs/a", steps=100).
     """
+    # the config; the device, and which of the processes (one, or torchrun's) this one is
     config = apply_overrides(get_preset(config) if isinstance(config, str) else config, **overrides)
     out = Path(out_dir) if out_dir is not None else Path("runs") / config.preset
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dist = init_distributed(device.type)
-    if dist.backend == "nccl":
-        device = torch.device("cuda", dist.local_rank)
+    device, dist = init_device(config)
 
+    # data, tokenizer, model and optimizer: fresh, or as the checkpoint left them
     data = load_data(config)
-    _check_config(config, data, dist)
-    checkpoint = None
-    if resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt_path}; drop --resume to start afresh")
-        checkpoint = load_checkpoint(ckpt_path, expected_config=config.to_dict(), ignore_fields=RUN_CONTROL_FIELDS)
-        tokenizer = tokenizer_from_state(checkpoint["extra"]["tokenizer"])
-    else:
-        tokenizer = build_tokenizer(config, data.train.captions)
+    check_config(config, data, dist)
+    checkpoint = run_checkpoint(out, config) if resume else None
+    tokenizer = (tokenizer_from_state(checkpoint["extra"]["tokenizer"]) if resume
+                 else build_tokenizer(config, data.train.captions))
     model = init_model(config, tokenizer.vocab_size).to(device)
     if dist.world_size > 1:  # BatchNorm statistics over the global batch, as on one process
         convert_batchnorm(model)
     optimizer = build_optimizer(model, config.lr, config.weight_decay, tuple(config.betas), config.eps)
-    start, history, seconds = 0, [], 0.0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        set_rng_state(checkpoint["rng_state"])
-        start, history, seconds = checkpoint["step"], checkpoint["extra"]["history"], checkpoint["extra"]["seconds"]
+    state = TrainState(out, config, model, optimizer, tokenizer_state(config, tokenizer), dist.is_main)
+    start = state.restore(checkpoint) if resume else 0
     ddp_model = wrap_ddp(model, dist)
-
     tokens = caption_token_table(tokenizer, data.train.captions, config.context_length)
     sampler = UniqueCaptionBatchSampler(data.train.captions, config.batch_size, seed=config.seed)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    loss_fn = functools.partial(contrastive_backward, accum_steps=config.accum_steps, dist=dist, autocast=autocast)
 
-    def save(step: int) -> None:
-        if dist.is_main:
-            extra = {"tokenizer": tokenizer_state(config, tokenizer), "history": history, "seconds": seconds,
-                     "model_config": vars(model.config)}
-            save_checkpoint(ckpt_path, model=model, optimizer=optimizer, step=step, config=config.to_dict(),
-                            rng_state=get_rng_state(), extra=extra)
-
-    def write_metrics(final: dict | None = None) -> None:
-        if dist.is_main:
-            write_json(metrics_path, {"config": config.to_dict(), "history": history, "final": final})
-
+    # the loop: one train_step per global batch and a record of it; evaluations and checkpoints between
     end = config.stop_after or config.steps
-    bar = None
-    if progress and dist.is_main:
-        from tqdm.auto import tqdm
-        # At most one redraw a second: a notebook kernel drops output (and nbval times out) when a
-        # long run floods it with a message per step.
-        bar = tqdm(total=config.steps, initial=start, desc=config.preset, unit="step", file=sys.stderr,
-                   mininterval=PROGRESS_INTERVAL)
+    bar = progress_bar(config, start) if progress and dist.is_main else None
     ddp_model.train()
-    step, images_per_step = start, config.batch_size
-    clock = time.perf_counter()  # training time = wall time of the loop minus evaluation
+    clock = time.perf_counter()
     try:
         for step in range(start, end):
-            t0 = time.perf_counter()
             lr = cosine_schedule(step, config.steps, config.warmup_steps, config.lr, config.min_lr)
-            set_lr(optimizer, lr)
-            images, text = step_inputs(data, tokens, sampler, config, step, dist, device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = contrastive_backward(ddp_model, images, text, config.accum_steps, dist, autocast, config.loss)
+            batch = step_inputs(data, tokens, sampler, config, step, dist, device)
             with defer_interrupt():  # the update and its record, all or nothing
-                if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
-                clamp_logit_scale(model, config.max_logit_scale)
+                loss = train_step(ddp_model, batch, optimizer, loss_fn, lr=lr, grad_clip=config.grad_clip,
+                                  max_logit_scale=config.max_logit_scale)
                 now = time.perf_counter()
-                seconds, clock = seconds + now - clock, now
-                scale = model.logit_scale.exp().item()
-                record = {"step": step + 1, "seconds": round(seconds, 3),
-                          "images_seen": (step + 1) * images_per_step, "loss": loss, "logit_scale": scale, "lr": lr}
-                if hasattr(model, "logit_bias"):
-                    record["logit_bias"] = model.logit_bias.item()
-                history.append(record)
+                state.seconds, step_seconds, clock = state.seconds + now - clock, now - clock, now
+                record = step_record(model, step + 1, (step + 1) * config.batch_size, state.seconds, loss, lr)
+                state.history.append(record)
+            show_progress(bar, record, config.batch_size / step_seconds)
             done = step + 1
-            if bar is not None:
-                bar.set_postfix(loss=f"{loss:.3f}", T=f"{1 / scale:.3f}",
-                                img_s=f"{images_per_step / (time.perf_counter() - t0):.0f}", refresh=False)
-                bar.update(1)
             if evaluate_model and config.eval_every and done % config.eval_every == 0 and done < config.steps:
                 if dist.is_main:
                     record.update(evaluate(model, tokenizer, data))
-                    if bar is not None:
-                        bar.write(f"step {done}: " + ", ".join(f"{k} {v:.3f}" for k, v in record.items()
-                                                               if k not in ("step", "images_seen")))
-                write_metrics()
-                clock = time.perf_counter()
+                    show_progress(bar, record)
+                state.write_metrics()
+                clock = time.perf_counter()  # training time leaves evaluation out
             if config.save_every and done % config.save_every == 0 and done < end:
-                save(done)
+                state.save(done)
     except KeyboardInterrupt:
-        done = history[-1]["step"] if history else start
-        save(done)
-        write_metrics()
-        if dist.is_main:
-            print(f"\ninterrupted: saved step {done} to {ckpt_path}; continue with --resume", file=sys.stderr)
+        state.save_interrupted(start)
         raise
     finally:
         if bar is not None:
             bar.close()
 
-    done = end if end > start else start
-    save(done)
+    # the end: the last checkpoint, the final evaluation and metrics.json
+    done = max(start, end)
+    state.save(done)
     if done < config.steps:  # --stop-after: stopped as an interruption would
-        write_metrics()
-        return {"step": done, "seconds": seconds, "completed": False}
-    final = {"step": done, "seconds": round(seconds, 3), "images_seen": done * images_per_step,
+        state.write_metrics()
+        return {"step": done, "seconds": state.seconds, "completed": False}
+    final = {"step": done, "seconds": round(state.seconds, 3), "images_seen": done * config.batch_size,
              "completed": True}
     if evaluate_model and dist.is_main:
         final.update(evaluate(model, tokenizer, data))
-        if history and history[-1]["step"] == done:
-            history[-1].update({k: v for k, v in final.items() if k not in history[-1]})
-    write_metrics(final)
+        if state.history and state.history[-1]["step"] == done:
+            state.history[-1].update({k: v for k, v in final.items() if k not in state.history[-1]})
+    state.write_metrics(final)
     return final

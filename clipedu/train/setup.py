@@ -1,16 +1,23 @@
-"""TODO docstring."""
+"""What a training config names, built: the data, the tokenizer, the freshly initialised model,
+the device, and each step's batch (`step_inputs`: this process's slice of it).
+
+`clipedu.train.loop.train` and the experiment runs (`clipedu.experiments.runs`)
+both start here, so a preset means the same data, vocabulary, initial weights
+and batches wherever it is trained.
+"""
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
+from clipedu import transforms
 from clipedu.data.contract import CaptionedImages
 from clipedu.model import CLIP, CLIPConfig, get_config
 from clipedu.tokenizer import BPETokenizer, clip_tokenizer
-from clipedu.train.config import DATA_SOURCES, TrainConfig
+from clipedu.train.config import DATA_SOURCES, LOSSES, TrainConfig
+from clipedu.train.distributed import DistState, init_distributed
 
 
 @dataclass
@@ -62,7 +69,8 @@ def load_data(config: TrainConfig) -> TrainData:
 
         world = ShapesWorld(seed=config.data_seed, image_size=config.image_size)
         third = config.train_size // 3
-        parts = [world.train(config.train_size - 2 * third), world.relations(third, seed=1), world.counts(third, seed=1)]
+        parts = [world.train(config.train_size - 2 * third), world.relations(third, seed=1),
+                 world.counts(third, seed=1)]
         train = CaptionedImages(torch.cat([p.images for p in parts]), [c for p in parts for c in p.captions])
         seen = world.test(config.eval_size, "seen")
         prompts = world.prompts()
@@ -83,31 +91,36 @@ def load_data(config: TrainConfig) -> TrainData:
     raise ValueError(f"unknown data source {config.data!r}; known sources: {', '.join(DATA_SOURCES)}")
 
 
-def model_config(config: TrainConfig, vocab_size: int) -> CLIPConfig:
-    """The named architecture with the preset's overrides, image size and vocabulary."""
+SIGLIP_INIT_SCALE, SIGLIP_INIT_BIAS = 10.0, -10.0  # the SigLIP paper's start: t' = ln 10 and b = -10
+
+
+def model_config(config: TrainConfig, vocab_size: int, logit_bias: float | None = None) -> CLIPConfig:
+    """The named architecture with the preset's overrides, image size and vocabulary.
+
+    loss="siglip" adds the learned bias, started at -10 or at `logit_bias`.
+    """
     arch = get_config(config.model)
     fields = dict(config.model_overrides, image_resolution=config.image_size,
                   context_length=config.context_length, vocab_size=vocab_size)
+    if config.loss == "siglip":
+        fields["init_logit_bias"] = SIGLIP_INIT_BIAS if logit_bias is None else logit_bias
     return CLIPConfig(**{**vars(arch), **fields})
 
 
-LOSSES = ("clip", "siglip")
-
-
-def init_model(config: TrainConfig, vocab_size: int) -> CLIP:
+def init_model(config: TrainConfig, vocab_size: int, logit_bias: float | None = None) -> CLIP:
     """A freshly initialised CLIP (seeded) with the paper's temperature init ln(1/tau).
 
-    loss="siglip" starts as SigLIP does instead: scale 10 and a learned bias -10
-    (`model.logit_bias`). learn_temperature=False freezes the scale.
+    loss="siglip" starts as SigLIP does instead: scale 10 and a learned bias
+    `model.logit_bias` of -10 (or `logit_bias`). learn_temperature=False freezes the scale.
     """
     if config.loss not in LOSSES:
-        raise ValueError(f"unknown loss {config.loss!r}; use 'clip' or 'siglip'")
+        raise ValueError(f"unknown loss {config.loss!r}; choose one of {', '.join(LOSSES)}")
+    if logit_bias is not None and config.loss != "siglip":
+        raise ValueError("only the siglip loss has a bias")
     torch.manual_seed(config.seed)
-    model = CLIP(model_config(config, vocab_size))
+    model = CLIP(model_config(config, vocab_size, logit_bias))
     with torch.no_grad():
-        model.logit_scale.fill_(math.log(10.0 if config.loss == "siglip" else 1 / config.init_temperature))
-    if config.loss == "siglip":
-        model.logit_bias = nn.Parameter(torch.tensor(-10.0))
+        model.logit_scale.fill_(math.log(SIGLIP_INIT_SCALE if config.loss == "siglip" else 1 / config.init_temperature))
     model.logit_scale.requires_grad_(config.learn_temperature)
     return model
 
@@ -117,7 +130,7 @@ def build_tokenizer(config: TrainConfig, captions: list[list[str]]) -> BPETokeni
     if config.tokenizer == "clip":
         return clip_tokenizer()
     if config.tokenizer == "bpe":
-        return BPETokenizer.train((c for caps in captions for c in caps), config.vocab_size)
+        return BPETokenizer.from_captions(captions, config.vocab_size)
     raise ValueError(f"unknown tokenizer {config.tokenizer!r}; use 'bpe' or 'clip'")
 
 
@@ -141,3 +154,37 @@ def caption_token_table(tokenizer, captions: list[list[str]], context_length: in
     width = max(len(c) for c in captions)
     flat = [c[j % len(c)] for c in captions for j in range(width)]
     return tokenizer(flat, context_length=context_length, truncate=True).view(len(captions), width, -1)
+
+
+def init_device(config: TrainConfig) -> tuple[torch.device, DistState]:
+    """The device this process trains on, and its place among the processes that torchrun started."""
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dist = init_distributed(device.type)
+    return (torch.device("cuda", dist.local_rank) if dist.backend == "nccl" else device), dist
+
+
+def check_config(config: TrainConfig, data: TrainData, dist: DistState) -> None:
+    """Raise a ValueError naming the setting that cannot work with this data and these processes."""
+    if config.batch_size > len(data.train):
+        raise ValueError(f"batch larger than the dataset: batch_size={config.batch_size} but the training set "
+                         f"has {len(data.train)} images; use --batch-size {len(data.train)} or less, or more data")
+    parts = dist.world_size * config.accum_steps
+    if config.batch_size % parts:
+        raise ValueError(f"batch_size={config.batch_size} must divide evenly into {dist.world_size} processes x "
+                         f"{config.accum_steps} accumulation steps")
+    if config.stop_after is not None and not 0 < config.stop_after <= config.steps:
+        raise ValueError(f"stop_after={config.stop_after} must lie in 1..steps={config.steps}")
+
+
+def step_inputs(data: TrainData, tokens: torch.Tensor, sampler, config: TrainConfig, step: int,
+                dist: DistState, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """This process's slice of the step's global batch: normalised images and caption tokens."""
+    image_idx, caption_idx = sampler.batch(step)
+    n = len(image_idx)
+    local = slice(dist.rank * n // dist.world_size, (dist.rank + 1) * n // dist.world_size)
+    images = data.train.images[image_idx[local]].to(device)  # uint8: 4x less to copy than float
+    if config.augment:  # crops seeded by (seed, step, position in the global batch), not by the process
+        positions = torch.arange(n)[local]
+        images = transforms.random_crop(images, config.image_size,
+                                        transforms.augment_seeds(config.seed, positions, step))
+    return transforms.normalize(images), tokens[image_idx[local], caption_idx[local]].to(device)
