@@ -287,3 +287,14 @@ class BPETokenizer:
 def clip_tokenizer() -> BPETokenizer:
     """CLIP's tokenizer (49,408 ids), loaded once and shared."""
     return BPETokenizer.from_clip_bpe()
+
+
+def caption_token_table(tokenizer, captions: list[list[str]], context_length: int) -> torch.Tensor:
+    """Every caption tokenised once: [N, K, L], where [i, j] is caption j of image i.
+
+    K is the longest caption list; shorter lists are padded by repeating their
+    captions, so `table[image_idx, caption_idx]` reads a sampler batch directly.
+    """
+    width = max(len(c) for c in captions)
+    flat = [c[j % len(c)] for c in captions for j in range(width)]
+    return tokenizer(flat, context_length=context_length, truncate=True).view(len(captions), width, -1)

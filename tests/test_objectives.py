@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from clipedu.data.shapes import ShapesWorld
+from clipedu.experiments import efficiency
 from clipedu.experiments import objectives as O
 from clipedu.experiments.captioning import caption_loss
 from clipedu.loss import clip_loss
@@ -87,7 +88,7 @@ def test_caption_transformer_is_causal_and_its_loss_is_the_captioning_loss(token
 def test_caption_transformer_scores_each_prompt_by_its_log_likelihood(tokenizer):
     model = tiny("transformer", tokenizer).eval()
     x = images(3)
-    prompts = O.prompt_tokens(tokenizer, [["a red circle", "there is a red circle"], ["a star", "there is a star"]],
+    prompts = efficiency.prompt_tokens(tokenizer, [["a red circle", "there is a red circle"], ["a star", "there is a star"]],
                               context_length=16)
     scores = model.class_scores(x, prompts, chunk=5)  # chunks smaller than one image's prompts still work
     assert scores.shape == (3, 2)
@@ -103,8 +104,8 @@ def test_caption_transformer_scores_each_prompt_by_its_log_likelihood(tokenizer)
 
 def test_bow_objectives_ignore_word_order(tokenizer):
     x = images(2)
-    a = O.prompt_tokens(tokenizer, [["a red circle"], ["a star"]], context_length=16)
-    b = O.prompt_tokens(tokenizer, [["circle red a"], ["star a"]], context_length=16)
+    a = efficiency.prompt_tokens(tokenizer, [["a red circle"], ["a star"]], context_length=16)
+    b = efficiency.prompt_tokens(tokenizer, [["circle red a"], ["star a"]], context_length=16)
     for name in ("bow_prediction", "bow_contrastive"):
         model = tiny(name, tokenizer).eval()
         with torch.no_grad():
@@ -118,7 +119,7 @@ def test_bow_contrastive_is_clip_loss_on_bag_embeddings(tokenizer):
     img = F.normalize(model.encoder(x), dim=-1)
     txt = F.normalize(model.encode_text(tokens), dim=-1)
     assert model.loss(x, tokens).item() == pytest.approx(clip_loss(img, txt, 1 / 0.07).item(), rel=1e-5)
-    prompts = O.prompt_tokens(tokenizer, [["a red circle", "a photo of a red red circle"], ["a blue square"] * 2],
+    prompts = efficiency.prompt_tokens(tokenizer, [["a red circle", "a photo of a red red circle"], ["a blue square"] * 2],
                               context_length=16)
     scores = model.class_scores(x, prompts)
     assert scores.shape == (4, 2) and scores.abs().max() <= 1 + 1e-6  # cosines
@@ -127,7 +128,7 @@ def test_bow_contrastive_is_clip_loss_on_bag_embeddings(tokenizer):
 def test_bow_predictor_scores_are_prompt_word_log_probabilities(tokenizer):
     model = tiny("bow_prediction", tokenizer).eval()
     x = images(2)
-    prompts = O.prompt_tokens(tokenizer, [["a red circle"]], context_length=16)
+    prompts = efficiency.prompt_tokens(tokenizer, [["a red circle"]], context_length=16)
     log_p = model(x).log_softmax(-1)
     ids = [tokenizer.encode(w)[0] for w in ("a", "red", "circle")]
     want = log_p[:, ids].mean(1)
@@ -139,11 +140,11 @@ def test_training_lowers_every_objective_loss_and_logs_the_history(tokenizer):
     data = world.train(64)
     tok = BPETokenizer.train((c for caps in data.captions for c in caps), vocab_size=1000)
     test = world.test(20, "seen")
-    prompts = O.prompt_tokens(tok, [world.prompts(["a {}"])[n] for n in world.class_names])
+    prompts = efficiency.prompt_tokens(tok, [world.prompts(["a {}"])[n] for n in world.class_names])
     for name in O.OBJECTIVES:
         model = O.build_objective(name, tok, image_size=24, width=32, layers=1)
-        history = O.train_objective(model, data, tok, steps=30, batch_size=16, lr=3e-3, warmup_steps=3,
-                                    evaluate=lambda m: {"acc": O.objective_accuracy(m, test.images, test.labels,
+        history = efficiency.train_objective(model, data, tok, steps=30, batch_size=16, lr=3e-3, warmup_steps=3,
+                                    evaluate=lambda m: {"acc": efficiency.objective_accuracy(m, test.images, test.labels,
                                                                                     prompts)}, eval_every=10)
         assert [h["step"] for h in history] == list(range(1, 31))
         assert history[-1]["images_seen"] == 30 * 16
@@ -164,13 +165,13 @@ def test_objective_accuracy_takes_the_argmax_of_the_class_scores():
     imgs = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
     imgs[:2] = 255
     assert normalize(imgs)[0, 0, 0, 0] > 0 > normalize(imgs)[3, 0, 0, 0]
-    assert O.objective_accuracy(Fixed(), imgs, torch.tensor([0, 0, 1, 0]), None) == 0.75
+    assert efficiency.objective_accuracy(Fixed(), imgs, torch.tensor([0, 0, 1, 0]), None) == 0.75
 
 
 def test_images_to_reach_interpolates_between_evaluations():
     seen, acc = [100, 200, 300], [0.1, 0.3, 0.5]
-    assert O.images_to_reach(seen, acc, 0.2) == pytest.approx(150)
-    assert O.images_to_reach(seen, acc, 0.5) == pytest.approx(300)
-    assert O.images_to_reach(seen, acc, 0.05) == 100  # reached at the first evaluation
-    assert O.images_to_reach(seen, acc, 0.6) == math.inf
-    assert O.images_to_reach([100, 200, 300], [0.1, 0.4, 0.2], 0.3) == pytest.approx(100 + 100 * 2 / 3)
+    assert efficiency.images_to_reach(seen, acc, 0.2) == pytest.approx(150)
+    assert efficiency.images_to_reach(seen, acc, 0.5) == pytest.approx(300)
+    assert efficiency.images_to_reach(seen, acc, 0.05) == 100  # reached at the first evaluation
+    assert efficiency.images_to_reach(seen, acc, 0.6) == math.inf
+    assert efficiency.images_to_reach([100, 200, 300], [0.1, 0.4, 0.2], 0.3) == pytest.approx(100 + 100 * 2 / 3)

@@ -84,8 +84,7 @@ def test_batch_larger_than_dataset():
 
 
 def test_caption_token_table_pads_short_lists_by_repetition():
-    from clipedu.tokenizer import BPETokenizer
-    from clipedu.train.setup import caption_token_table
+    from clipedu.tokenizer import BPETokenizer, caption_token_table
 
     tok = BPETokenizer.train(["a red circle", "a blue square", "red"], vocab_size=520)
     caps = [["a red circle", "red"], ["a blue square"]]

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import clipedu.train.setup as train_setup  # step_inputs: this process's slice of a step's batch
+import clipedu.train.loop as train_loop  # step_inputs: this process's slice of a step's batch
 from clipedu.data.contract import CaptionedImages
 from clipedu.data.sampler import UniqueCaptionBatchSampler
 from clipedu.train.config import TrainConfig
@@ -192,20 +192,20 @@ def test_batches_and_crops_do_not_depend_on_the_process_count(monkeypatch, augme
     config = TrainConfig(batch_size=12, image_size=16, augment=augment, seed=3)
     tokens = torch.arange(40 * 3 * 5).view(40, 3, 5)  # token row of (image i, caption j): unique per pair
     seen_seeds = []
-    real_seeds = train_setup.transforms.augment_seeds
+    real_seeds = train_loop.transforms.augment_seeds
 
     def recording_seeds(seed, positions, step):
         seeds = real_seeds(seed, positions, step)
         seen_seeds.append(seeds)
         return seeds
 
-    monkeypatch.setattr(train_setup.transforms, "augment_seeds", recording_seeds)
+    monkeypatch.setattr(train_loop.transforms, "augment_seeds", recording_seeds)
 
     def global_batch(world_size: int, step: int):
         """Every rank's slice for this step, put back together in rank order."""
         sampler = UniqueCaptionBatchSampler(data.train.captions, config.batch_size, seed=config.seed)
         seen_seeds.clear()
-        parts = [train_setup.step_inputs(data, tokens, sampler, config, step, DistState(r, world_size))
+        parts = [train_loop.step_inputs(data, tokens, sampler, config, step, DistState(r, world_size))
                  for r in range(world_size)]
         seeds = torch.cat(seen_seeds) if seen_seeds else None
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), seeds
@@ -227,5 +227,5 @@ def test_batches_and_crops_do_not_depend_on_the_process_count(monkeypatch, augme
     if augment:
         other = TrainConfig(batch_size=12, image_size=16, augment=True, seed=4)
         sampler = UniqueCaptionBatchSampler(data.train.captions, 12, seed=3)  # same pairs, other crop seed
-        images_other = train_setup.step_inputs(data, tokens, sampler, other, 0, DistState())[0]
+        images_other = train_loop.step_inputs(data, tokens, sampler, other, 0, DistState())[0]
         assert not torch.equal(images_other, global_batch(1, 0)[0])

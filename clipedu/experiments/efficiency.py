@@ -13,11 +13,10 @@ from torch import nn
 from clipedu.data.sampler import UniqueCaptionBatchSampler
 from clipedu.data.words import VOCAB_SIZE
 from clipedu.experiments.objectives import OBJECTIVES, build_objective
-from clipedu.tokenizer import BPETokenizer
+from clipedu.tokenizer import BPETokenizer, caption_token_table
 from clipedu.train.config import MAX_LOGIT_SCALE
 from clipedu.train.loop import step_record, train_step
 from clipedu.train.optim import build_optimizer, cosine_schedule
-from clipedu.train.setup import caption_token_table
 from clipedu.transforms import normalize
 
 

@@ -27,18 +27,13 @@ import torch
 from torch import nn
 
 from clipedu.data.sampler import UniqueCaptionBatchSampler
+from clipedu.tokenizer import caption_token_table
 from clipedu.train.config import TrainConfig, apply_overrides, get_preset
 from clipedu.train.distributed import DistState
-from clipedu.train.loop import evaluate, step_record, train_step
+from clipedu.train.evaluation import evaluate
+from clipedu.train.loop import step_inputs, step_record, train_step
 from clipedu.train.optim import build_optimizer, cosine_schedule
-from clipedu.train.setup import (
-    TrainData,
-    build_tokenizer,
-    caption_token_table,
-    init_model,
-    load_data,
-    step_inputs,
-)
+from clipedu.train.setup import TrainData, build_tokenizer, init_model, load_data
 
 
 @dataclass

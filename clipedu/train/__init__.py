@@ -5,7 +5,9 @@ build on it.
 
     config.py       TrainConfig and the named PRESETS: every setting of a run in one dataclass
     setup.py        what a config names, built: the data, the tokenizer, the initial model
-    loop.py         train_step (the one step every loop takes), train (the course loop), evaluate
+    loop.py         step_inputs, train_step (the one step every loop takes), train (the course loop)
+    evaluation.py   evaluate: zero-shot accuracy and Recall@K of a run
+    state.py        a run's files: TrainState (checkpoint, metrics.json), load_model
     optim.py        AdamW parameter groups, warmup + cosine schedule
     checkpoint      lives in core (clipedu/checkpoint.py): weights.py reads clipedu checkpoints too
     cache.py        the course's own trained model, trained once and cached: load_course_model
@@ -21,7 +23,8 @@ build on it.
 
 from clipedu.train.cache import load_course_model
 from clipedu.train.config import PRESETS, TrainConfig, get_preset
-from clipedu.train.loop import evaluate, train, train_step
+from clipedu.train.evaluation import evaluate
+from clipedu.train.loop import train, train_step
 from clipedu.train.state import load_model
 
 __all__ = ["train", "train_step", "evaluate", "TrainConfig", "PRESETS", "get_preset", "load_course_model",

@@ -28,12 +28,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from clipedu import transforms
 from clipedu.checkpoint import unwrap
 from clipedu.data.sampler import UniqueCaptionBatchSampler
-from clipedu.embed import encode_images, encode_texts
 from clipedu.loss import clamp_logit_scale, clip_loss, siglip_loss
-from clipedu.model import CLIP
-from clipedu.retrieval import flatten_captions, recall_at_k
+from clipedu.tokenizer import caption_token_table
 from clipedu.train.batchnorm import convert_batchnorm
 from clipedu.train.config import TrainConfig, apply_overrides, get_preset
 from clipedu.train.distributed import (
@@ -43,26 +42,38 @@ from clipedu.train.distributed import (
     distributed_siglip_loss,
     wrap_ddp,
 )
+from clipedu.train.evaluation import evaluate
 from clipedu.train.optim import build_optimizer, cosine_schedule, set_lr
 from clipedu.train.setup import (
     TrainData,
     build_tokenizer,
-    caption_token_table,
     check_config,
     init_device,
     init_model,
     load_data,
-    step_inputs,
     tokenizer_from_state,
     tokenizer_state,
 )
 from clipedu.train.state import TrainState, run_checkpoint
-from clipedu.zeroshot import classifier_from_prompts, zeroshot_accuracy
 
 PROGRESS_INTERVAL = 1.0  # seconds between progress-bar redraws
 
 
 # ------------------------------------------------------------------ one step
+
+def step_inputs(data: TrainData, tokens: torch.Tensor, sampler, config: TrainConfig, step: int,
+                dist: DistState, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """This process's slice of the step's global batch: normalised images and caption tokens."""
+    image_idx, caption_idx = sampler.batch(step)
+    n = len(image_idx)
+    local = slice(dist.rank * n // dist.world_size, (dist.rank + 1) * n // dist.world_size)
+    images = data.train.images[image_idx[local]].to(device)  # uint8: 4x less to copy than float
+    if config.augment:  # crops seeded by (seed, step, position in the global batch), not by the process
+        positions = torch.arange(n)[local]
+        images = transforms.random_crop(images, config.image_size,
+                                        transforms.augment_seeds(config.seed, positions, step))
+    return transforms.normalize(images), tokens[image_idx[local], caption_idx[local]].to(device)
+
 
 def contrastive_loss(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """CLIP's loss on one batch, or SigLIP's when the model has a `logit_bias`."""
@@ -157,24 +168,6 @@ def contrastive_backward(model: nn.Module, images: torch.Tensor, tokens: torch.T
                 value.backward()
     # each process holds the loss of its rows: log the mean over processes
     return value.item() if dist.world_size == 1 else all_reduce_mean(value, dist).item()
-
-
-@torch.no_grad()
-def evaluate(model: CLIP, tokenizer, data: TrainData) -> dict[str, float]:
-    """Zero-shot accuracy on each labelled test set, and Recall@1/5 on the retrieval set."""
-    was_training = model.training
-    model.eval()
-    metrics = {}
-    if data.class_prompts:
-        classifier = classifier_from_prompts(model, tokenizer, data.class_prompts)
-        for name, dataset in data.zeroshot_sets.items():
-            metrics[name] = zeroshot_accuracy(model, dataset.images, dataset.labels, classifier)
-    texts, owner = flatten_captions(data.retrieval_set.captions)
-    recall = recall_at_k(encode_images(model, data.retrieval_set.images),
-                         encode_texts(model, tokenizer, texts, truncate=True), owner, ks=(1, 5))
-    metrics.update(recall)
-    model.train(was_training)
-    return metrics
 
 
 # ------------------------------------------------------------------ what the course loop keeps

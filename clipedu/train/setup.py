@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from clipedu import transforms
 from clipedu.data.contract import CaptionedImages
 from clipedu.model import CLIP, CLIPConfig, get_config
 from clipedu.tokenizer import BPETokenizer, clip_tokenizer
@@ -145,17 +144,6 @@ def tokenizer_from_state(state: dict) -> BPETokenizer:
     return clip_tokenizer() if state["kind"] == "clip" else BPETokenizer([tuple(m) for m in state["merges"]])
 
 
-def caption_token_table(tokenizer, captions: list[list[str]], context_length: int) -> torch.Tensor:
-    """Every caption tokenised once: [N, K, L], where [i, j] is caption j of image i.
-
-    K is the longest caption list; shorter lists are padded by repeating their
-    captions, so `table[image_idx, caption_idx]` reads a sampler batch directly.
-    """
-    width = max(len(c) for c in captions)
-    flat = [c[j % len(c)] for c in captions for j in range(width)]
-    return tokenizer(flat, context_length=context_length, truncate=True).view(len(captions), width, -1)
-
-
 def init_device(config: TrainConfig) -> tuple[torch.device, DistState]:
     """The device this process trains on, and its place among the processes that torchrun started."""
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -176,15 +164,3 @@ def check_config(config: TrainConfig, data: TrainData, dist: DistState) -> None:
         raise ValueError(f"stop_after={config.stop_after} must lie in 1..steps={config.steps}")
 
 
-def step_inputs(data: TrainData, tokens: torch.Tensor, sampler, config: TrainConfig, step: int,
-                dist: DistState, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """This process's slice of the step's global batch: normalised images and caption tokens."""
-    image_idx, caption_idx = sampler.batch(step)
-    n = len(image_idx)
-    local = slice(dist.rank * n // dist.world_size, (dist.rank + 1) * n // dist.world_size)
-    images = data.train.images[image_idx[local]].to(device)  # uint8: 4x less to copy than float
-    if config.augment:  # crops seeded by (seed, step, position in the global batch), not by the process
-        positions = torch.arange(n)[local]
-        images = transforms.random_crop(images, config.image_size,
-                                        transforms.augment_seeds(config.seed, positions, step))
-    return transforms.normalize(images), tokens[image_idx[local], caption_idx[local]].to(device)
