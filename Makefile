@@ -13,7 +13,7 @@ LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 LAB_CMD = JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH))" \
 	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ARGS)
 
-.PHONY: setup lab test lint unit notebooks check-notebooks bench clean site site-check browser
+.PHONY: setup lab test lint unit notebooks check-notebooks bench clean site site-check browser weights
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ notebooks: setup
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 	  $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks solutions; \
 	else echo "no notebooks yet"; fi
+
+# OpenAI's released weights, checked against their SHA-256, into ~/.cache/clip (where clip.load looks):
+# make weights MODEL=RN50; MODEL=hf-hub:ORG/REPO fetches an OpenCLIP checkpoint (needs pip install "clipedu[hub]")
+MODEL ?= ViT-B/32
+weights: setup
+	$(BIN)/python -m clipedu.download "$(MODEL)"
 
 bench: setup
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done

@@ -52,6 +52,15 @@ OPENAI_SHA256 = {
 }
 
 
+# The environment variable that names a weights file (or folder) for clipedu.weights to use.
+ENV_VAR = "CLIPEDU_WEIGHTS"
+
+
+def openai_filename(name: str) -> str:
+    """The file name OpenAI publishes a model under (and clip.load saves): "ViT-L/14@336px" -> "ViT-L-14-336px.pt"."""
+    return name.replace("/", "-").replace("@", "-") + ".pt"
+
+
 class WeightsError(ClipeduError, ValueError):
     """A weights file that cannot be used: unknown format, corrupt, or not a CLIP state dict."""
 
