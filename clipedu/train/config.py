@@ -4,6 +4,9 @@
 start from `PRESETS["shapes-tiny"]`; command-line flags and keyword arguments
 override single fields. The whole config is stored in each checkpoint, so a
 resumed run can check that it continues the same experiment.
+
+A run that starts from a weights file (`init`) takes its architecture from the
+file, and fine-tuning defaults for the settings nobody set (`finetune_config`).
 """
 
 import dataclasses
@@ -11,13 +14,18 @@ from dataclasses import dataclass, field
 
 import torch
 
+from clipedu.model import CONFIGS, CLIPConfig, get_config
+
 DATA_SOURCES = ("shapes", "shapes-multi", "digits", "captions-folder")
 LOSSES = ("clip", "siglip")  # the paper's softmax loss; SigLIP's sigmoid loss with a learned bias
 MAX_LOGIT_SCALE = 100.0  # the paper's clamp on exp(t): the temperature stays >= 1/100
 
 # Fields that steer a run without changing what it computes: they may differ
 # between a run and its resumption.
-RUN_CONTROL_FIELDS = ("device", "eval_every", "save_every", "stop_after")
+RUN_CONTROL_FIELDS = ("device", "eval_every", "save_every", "stop_after", "allow_torchscript")
+# Fields added for fine-tuning, written to checkpoints only when set: the checkpoints of runs from
+# scratch, saved before these fields existed, still match their configs (and are not retrained).
+OPTIONAL_FIELDS = {"init": None, "lock_image": False, "allow_torchscript": False}
 
 
 @dataclass
@@ -42,6 +50,11 @@ class TrainConfig:
     init_temperature: float = 0.07  # the paper's initial tau; logit_scale = ln(1 / tau)
     learn_temperature: bool = True  # False: tau stays at init_temperature (notebook 19)
     loss: str = "clip"  # one of LOSSES: "siglip" is the sigmoid loss (notebook 18)
+
+    # fine-tuning a pretrained model (finetune_config)
+    init: str | None = None  # a weights file clipedu.weights.load_clip reads; None: train from scratch
+    lock_image: bool = False  # LiT: the image tower stays as loaded (no gradients, eval mode)
+    allow_torchscript: bool = False  # let init read OpenAI's TorchScript .pt files (see clipedu.weights_file)
 
     # optimisation
     steps: int = 1000
@@ -68,13 +81,13 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         d["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_overrides.items()}
-        return d
+        return {k: v for k, v in d.items() if k not in OPTIONAL_FIELDS or v != OPTIONAL_FIELDS[k]}
 
     def identity(self) -> dict:
         """The fields that define the experiment (what a resumed run must match)."""
         d = self.to_dict()
         for name in RUN_CONTROL_FIELDS:
-            d.pop(name)
+            d.pop(name, None)
         return d
 
 
@@ -157,3 +170,56 @@ def apply_overrides(config: TrainConfig, **overrides) -> TrainConfig:
     if unknown:
         raise TypeError(f"unknown TrainConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}")
     return dataclasses.replace(config, **overrides)
+
+
+# ------------------------------------------------------------------ fine-tuning a pretrained file
+
+# Fine-tuning moves pretrained weights a little: a learning rate 50-100x below training from scratch, a
+# short warmup and decoupled weight decay on the matrices only (optim.no_weight_decay), as WiSE-FT
+# fine-tunes CLIP (Wortsman et al. 2022: AdamW, lr 3e-5, weight decay 0.1, warmup, cosine) and
+# FLYP (Goyal et al. 2023: lr 1e-5). Only the settings a run leaves at its preset's value take them.
+FINETUNE_DEFAULTS = {"lr": 1e-5, "weight_decay": 0.1}
+FINETUNE_MAX_WARMUP = 100  # warmup: a tenth of the run, at most this many steps
+FILE_ARCH_FIELDS = ("embed_dim", "vision_layers", "vision_width", "vision_patch_size", "vision_heads",
+                    "transformer_width", "transformer_heads", "transformer_layers", "act")
+
+
+def explicit_fields(config: TrainConfig, overrides: dict) -> set[str]:
+    """The fields a user set: those in `overrides`, and those where `config` differs from its preset."""
+    preset = get_preset(config.preset) if config.preset in PRESETS else TrainConfig(preset=config.preset)
+    changed = {f.name for f in dataclasses.fields(TrainConfig) if getattr(config, f.name) != getattr(preset, f.name)}
+    return changed | set(overrides)
+
+
+def finetune_config(config: TrainConfig, arch: CLIPConfig, tokenizer: str, explicit: set[str]) -> TrainConfig:
+    """`config` fitted to a pretrained file of architecture `arch` that speaks `tokenizer` ("clip" or "bpe").
+
+    The file decides the architecture: image size, context length, vocabulary, the loss (SigLIP when
+    the file has a bias) and the model (model_overrides then hold every architecture field, so
+    `setup.model_config` builds the file's shapes). A field in `explicit` that disagrees with the file,
+    or a preset that speaks another tokenizer, raises a ValueError that says what to do. Optimisation
+    fields outside `explicit` take FINETUNE_DEFAULTS.
+    """
+    from_file = {"image_size": arch.image_resolution, "context_length": arch.context_length,
+                 "vocab_size": arch.vocab_size, "loss": "clip" if arch.init_logit_bias is None else "siglip",
+                 "tokenizer": tokenizer}
+    asked = {k: getattr(config, k) for k in from_file if k in explicit or k == "tokenizer"}
+    if "model" in explicit:
+        asked.update({k: v for k, v in vars(get_config(config.model)).items() if k != "init_logit_bias"})
+    if "model_overrides" in explicit:
+        asked.update(config.model_overrides)
+    file_values = {**from_file, **{k: v for k, v in vars(arch).items() if k != "init_logit_bias"}}
+    disagree = [f"{k}: the file has {file_values.get(k, '(no such field)')!r}, the run asks for {v!r}"
+                for k, v in asked.items() if file_values.get(k) != (tuple(v) if isinstance(v, list) else v)]
+    if disagree:
+        raise ValueError(
+            f"{config.init} does not fit this run (preset {config.preset!r}):\n  " + "\n  ".join(disagree)
+            + "\nA run started from a weights file takes its architecture, tokenizer and preprocessing from the "
+            "file: drop these settings, or use a preset that speaks the file's tokenizer (captions-folder, "
+            "with --data DIR, for CLIP's BPE; the shapes and digits presets train their own).")
+    model = next((name for name, c in CONFIGS.items()
+                  if c == dataclasses.replace(arch, act="quick_gelu", init_logit_bias=None)), config.model)
+    defaults = {**FINETUNE_DEFAULTS, "warmup_steps": min(FINETUNE_MAX_WARMUP, config.steps // 10)}
+    return dataclasses.replace(config, **from_file, model=model,
+                               model_overrides={k: getattr(arch, k) for k in FILE_ARCH_FIELDS},
+                               **{k: v for k, v in defaults.items() if k not in explicit})

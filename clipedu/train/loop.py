@@ -34,7 +34,7 @@ from clipedu.data.sampler import UniqueCaptionBatchSampler
 from clipedu.loss import clamp_logit_scale, clip_loss, siglip_loss
 from clipedu.tokenizer import caption_token_table
 from clipedu.train.batchnorm import convert_batchnorm
-from clipedu.train.config import TrainConfig, apply_overrides, get_preset
+from clipedu.train.config import TrainConfig
 from clipedu.train.distributed import (
     DistState,
     all_reduce_mean,
@@ -49,10 +49,12 @@ from clipedu.train.setup import (
     build_tokenizer,
     check_config,
     init_device,
-    init_model,
     load_data,
+    resolve_config,
+    start_model,
     tokenizer_from_state,
     tokenizer_state,
+    train_mode,
 )
 from clipedu.train.state import TrainState, run_checkpoint
 
@@ -218,10 +220,11 @@ def train(config: TrainConfig | str = "shapes-tiny", out_dir: str | Path | None 
     """Train CLIP as `config` (a TrainConfig or a preset name) says; return the final metrics.
 
     Writes out_dir/metrics.json and out_dir/checkpoint.pt (both atomically). `overrides`
-    replace TrainConfig fields, e.g. train("shapes-tiny", "runs/a", steps=100).
+    replace TrainConfig fields, e.g. train("shapes-tiny", "runs/a", steps=100); init="file" fine-tunes
+    the weights in a file (`setup.resolve_config`: its architecture, fine-tuning defaults where unset).
     """
-    # the config; the device, and which of the processes (one, or torchrun's) this one is
-    config = apply_overrides(get_preset(config) if isinstance(config, str) else config, **overrides)
+    # the config (and a pretrained model); the device, and which of the processes (one, or torchrun's) this one is
+    config, pretrained = resolve_config(config, overrides)
     out = Path(out_dir) if out_dir is not None else Path("runs") / config.preset
     device, dist = init_device(config)
 
@@ -230,8 +233,8 @@ def train(config: TrainConfig | str = "shapes-tiny", out_dir: str | Path | None 
     check_config(config, data, dist)
     checkpoint = run_checkpoint(out, config) if resume else None
     tokenizer = (tokenizer_from_state(checkpoint["extra"]["tokenizer"]) if resume
-                 else build_tokenizer(config, data.train.captions))
-    model = init_model(config, tokenizer.vocab_size).to(device)
+                 else build_tokenizer(config, data.train.captions, pretrained))
+    model = start_model(config, tokenizer.vocab_size, pretrained).to(device)
     if dist.world_size > 1:  # BatchNorm statistics over the global batch, as on one process
         convert_batchnorm(model)
     optimizer = build_optimizer(model, config.lr, config.weight_decay, tuple(config.betas), config.eps)
@@ -246,10 +249,10 @@ def train(config: TrainConfig | str = "shapes-tiny", out_dir: str | Path | None 
     # the loop: one train_step per global batch and a record of it; evaluations and checkpoints between
     end = config.stop_after or config.steps
     bar = progress_bar(config, start) if progress and dist.is_main else None
-    ddp_model.train()
     clock = time.perf_counter()
     try:
         for step in range(start, end):
+            train_mode(ddp_model, config)  # a locked image tower (LiT) stays in eval mode
             lr = cosine_schedule(step, config.steps, config.warmup_steps, config.lr, config.min_lr)
             batch = step_inputs(data, tokens, sampler, config, step, dist, device)
             with defer_interrupt():  # the update and its record, all or nothing

@@ -1,5 +1,5 @@
-"""What a training config names, built: the data, the tokenizer, the freshly initialised model,
-the device, and each step's batch (`step_inputs`: this process's slice of it).
+"""What a training config names, built: the data, the tokenizer, the initial model (freshly
+initialised, or read from a pretrained file: `resolve_config`, `start_model`), the device.
 
 `clipedu.train.loop.train` and the experiment runs (`clipedu.experiments.runs`)
 both start here, so a preset means the same data, vocabulary, initial weights
@@ -11,12 +11,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from clipedu.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from clipedu.checkpoint import unwrap
 from clipedu.data.contract import CaptionedImages
 from clipedu.model import CLIP, CLIPConfig, get_config
 from clipedu.tokenizer import BPETokenizer, clip_tokenizer
-from clipedu.train.config import DATA_SOURCES, LOSSES, TrainConfig
+from clipedu.train.config import (
+    DATA_SOURCES,
+    LOSSES,
+    TrainConfig,
+    apply_overrides,
+    explicit_fields,
+    finetune_config,
+    get_preset,
+)
 from clipedu.train.distributed import DistState, init_distributed
+from clipedu.weights_file import WeightsError, detect_format
 
 
 @dataclass
@@ -124,8 +136,11 @@ def init_model(config: TrainConfig, vocab_size: int, logit_bias: float | None = 
     return model
 
 
-def build_tokenizer(config: TrainConfig, captions: list[list[str]]) -> BPETokenizer:
-    """CLIP's tokenizer, or BPE merges learnt from the training captions (small vocabulary)."""
+def build_tokenizer(config: TrainConfig, captions: list[list[str]], pretrained: "Pretrained | None" = None
+                    ) -> BPETokenizer:
+    """The pretrained model's tokenizer; else CLIP's, or BPE merges learnt from the training captions."""
+    if pretrained is not None:
+        return tokenizer_from_state(pretrained.tokenizer)
     if config.tokenizer == "clip":
         return clip_tokenizer()
     if config.tokenizer == "bpe":
@@ -164,3 +179,86 @@ def check_config(config: TrainConfig, data: TrainData, dist: DistState) -> None:
         raise ValueError(f"stop_after={config.stop_after} must lie in 1..steps={config.steps}")
 
 
+
+
+# ------------------------------------------------------------------ starting from a pretrained file
+
+@dataclass
+class Pretrained:
+    """A model read from a weights file (float32, eval mode) and the tokenizer it speaks (`tokenizer_state`)."""
+
+    model: CLIP
+    tokenizer: dict
+
+
+def saved_run(path: str | Path) -> dict | None:
+    """The `extra` of a clipedu training checkpoint (its model config and tokenizer); None for other files."""
+    try:
+        if detect_format(Path(path).expanduser()) != "torch":
+            return None
+        obj = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True, mmap=True)
+    except (WeightsError, RuntimeError, ValueError, OSError):
+        return None  # load_clip reads the file next, and says what is wrong with it
+    extra = obj.get("extra") if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT else None
+    return extra if isinstance(extra, dict) and {"model_config", "tokenizer"} <= set(extra) else None
+
+
+def load_pretrained(path: str | Path, allow_torchscript: bool = False) -> Pretrained:
+    """The CLIP in a weights file of any format `clipedu.weights.load_clip` reads, and its tokenizer.
+
+    OpenAI, OpenCLIP and Hugging Face files speak CLIP's BPE. A clipedu training checkpoint brings
+    its own tokenizer, and the architecture details its shapes cannot tell (heads, activation).
+    """
+    from clipedu.weights import load_clip  # here: only a run from a file needs it
+
+    saved = saved_run(path)
+    details = {k: saved["model_config"][k] for k in ("transformer_heads", "vision_heads", "act")} if saved else {}
+    # fp32 master weights. OpenAI's files hold fp16 weights, and Adam on fp16 parameters is the classic
+    # source of NaNs when fine-tuning CLIP (openai/CLIP #40, #57): eps=1e-8 rounds to 0 in fp16 and the
+    # second moment underflows, so the update divides by zero. load_clip returns float32 already; .float()
+    # keeps it so whatever reads the file. On CUDA the loop runs the forward pass in bf16 autocast instead.
+    model = load_clip(path, allow_torchscript=allow_torchscript, **details).float()
+    tokenizer = saved["tokenizer"] if saved else {"kind": "clip"}
+    if tokenizer["kind"] == "clip" and model.vocab_size != clip_tokenizer().vocab_size:
+        raise WeightsError(f"{path} has a vocabulary of {model.vocab_size} tokens, but a file without its own "
+                           f"tokenizer is read with CLIP's BPE ({clip_tokenizer().vocab_size} tokens); "
+                           "fine-tune a model trained with CLIP's tokenizer")
+    return Pretrained(model, tokenizer)
+
+
+def resolve_config(config: TrainConfig | str, overrides: dict) -> tuple[TrainConfig, Pretrained | None]:
+    """The run's config: a preset (or config) with `overrides`. With `init`, also the file's model, and the
+    config fitted to it (`finetune_config`: the file's architecture, fine-tuning defaults where unset)."""
+    base = get_preset(config) if isinstance(config, str) else config
+    resolved = apply_overrides(base, **overrides)
+    if not resolved.init:
+        return resolved, None
+    pretrained = load_pretrained(resolved.init, resolved.allow_torchscript)
+    fitted = finetune_config(resolved, pretrained.model.config, pretrained.tokenizer["kind"],
+                             explicit_fields(base, overrides))
+    return fitted, pretrained
+
+
+def start_model(config: TrainConfig, vocab_size: int, pretrained: Pretrained | None = None) -> CLIP:
+    """The run's first model: the pretrained one, or a fresh seeded one (`init_model`).
+
+    lock_image freezes the image tower as LiT does (Zhai et al. 2022): no gradients, so the optimizer
+    leaves it out (`optim.param_groups` takes trainable parameters only); `train_mode` keeps it in eval mode.
+    """
+    if pretrained is None:
+        model = init_model(config, vocab_size)
+    else:
+        torch.manual_seed(config.seed)
+        model = pretrained.model
+        model.logit_scale.requires_grad_(config.learn_temperature)  # the file's temperature, learned or not
+    model.visual.requires_grad_(not config.lock_image)
+    return model
+
+
+def train_mode(model: nn.Module, config: TrainConfig) -> None:
+    """Training mode, except a locked image tower: it stays the pretrained function in eval mode, so
+    its BatchNorm statistics (ResNets) do not drift with the new data. Call before every step (evaluation
+    puts the whole model back in training mode)."""
+    model.train()
+    if config.lock_image:
+        unwrap(model).visual.eval()
