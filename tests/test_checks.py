@@ -1,11 +1,16 @@
 """clipedu.course.checks: what a student sees after each exercise."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from clipedu.course.checks import check_function, check_value
+from clipedu.course import checks
+from clipedu.course.checks import check_exercise, check_function, check_value, hint
 from clipedu.course.compare import compare
+from clipedu.grade.registry import REGISTRY, UnknownExercise
+from clipedu.loss import clip_loss
 
 
 def reference_softmax(logits, temperature):
@@ -200,3 +205,70 @@ def test_tolerances_are_used():
     assert compare(1.001, 1.0) is not None
     assert compare(1.001, 1.0, rtol=1e-2) is None
     assert compare(torch.tensor([1.001]), torch.tensor([1.0]), atol=1e-2) is None
+
+
+# ---- check_exercise: registered exercises, hints only when asked or after a wrong answer
+
+
+@pytest.fixture
+def fresh_hints(monkeypatch):
+    monkeypatch.setattr(checks, "_hints_shown", {})
+
+
+def test_check_exercise_correct_shows_no_hint(capsys, fresh_hints):
+    def symmetric_clip_loss(image_embed, text_embed, scale):
+        logits = scale * image_embed @ text_embed.T
+        targets = torch.arange(len(logits))
+        return (torch.nn.functional.cross_entropy(logits, targets)
+                + torch.nn.functional.cross_entropy(logits.T, targets)) / 2
+    assert check_exercise(symmetric_clip_loss, "07-symmetric_clip_loss") is symmetric_clip_loss
+    assert capsys.readouterr().out == "symmetric_clip_loss: correct on all 3 cases.\n"
+
+
+def test_check_exercise_unfinished_carries_on_with_the_package_reference(capsys, fresh_hints):
+    def symmetric_clip_loss(image_embed, text_embed, scale):
+        raise NotImplementedError
+    assert check_exercise(symmetric_clip_loss, "07-symmetric_clip_loss") is clip_loss
+    text = capsys.readouterr().out
+    assert text == ("symmetric_clip_loss: not implemented yet. The notebook continues with the reference "
+                    "implementation clipedu.loss.clip_loss.\n")
+
+
+def test_wrong_answer_shows_nudge_then_recipe(capsys, fresh_hints):
+    def symmetric_clip_loss(image_embed, text_embed, scale):  # one direction only
+        logits = scale * image_embed @ text_embed.T
+        return torch.nn.functional.cross_entropy(logits, torch.arange(len(logits)))
+    nudge, recipe = REGISTRY["07-symmetric_clip_loss"].hints
+    assert check_exercise(symmetric_clip_loss, "07-symmetric_clip_loss") is clip_loss
+    first = capsys.readouterr().out
+    assert "symmetric_clip_loss: WRONG. On case 1 of 3 (Tensor[3, 3] float32, Tensor[3, 3] float32, 14.2857):" in first
+    assert "output: got " in first and ", expected " in first and "max abs error" in first
+    assert f"  hint: {nudge}" in first and recipe not in first
+    check_exercise(symmetric_clip_loss, "07-symmetric_clip_loss")
+    second = capsys.readouterr().out
+    assert f"  recipe: {recipe}" in second and nudge not in second
+
+
+def test_hint_on_request_nudge_then_recipe(capsys, fresh_hints):
+    nudge, recipe = REGISTRY["00-cosine_similarity"].hints
+    hint("00-cosine_similarity")
+    assert capsys.readouterr().out.startswith(f"cosine_similarity hint: {nudge}\n")
+    hint("00-cosine_similarity")
+    assert capsys.readouterr().out == f"cosine_similarity recipe: {recipe}\n"
+    with pytest.raises(UnknownExercise, match="no exercise '99-nothing'"):
+        hint("99-nothing")
+
+
+def test_forbidden_reference_is_wrong(capsys, fresh_hints):
+    def symmetric_clip_loss(image_embed, text_embed, scale):
+        return clip_loss(image_embed, text_embed, scale)
+    assert check_exercise(symmetric_clip_loss, "07-symmetric_clip_loss") is clip_loss
+    assert "It uses `clip_loss`, which this exercise asks you to write yourself" in capsys.readouterr().out
+
+
+def test_value_exercise(capsys, fresh_hints):
+    assert check_exercise(lambda: math.log(256), "07-loss_at_chance_256") == pytest.approx(math.log(256))
+    assert capsys.readouterr().out == "loss_at_chance_256: correct.\n"
+    assert check_exercise(lambda: 256.0, "07-loss_at_chance_256") == pytest.approx(math.log(256))
+    text = capsys.readouterr().out
+    assert "loss_at_chance_256: WRONG. answer: got 256, expected 5.54518" in text

@@ -12,10 +12,12 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from clipedu.course.__main__ import main
 from clipedu.course.build import (
     SolutionError,
+    annotate,
     find_problems,
     generate,
     student_notebook,
 )
+from clipedu.grade.nbgrader import nbgrader_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -189,3 +191,42 @@ def test_real_tree_is_up_to_date():
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "up to date" in run.stdout
+
+
+# ---- nbgrader metadata
+
+
+def test_every_exercise_cell_of_every_notebook_gets_a_unique_grade_id():
+    for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        metas = nbgrader_metadata(nb.cells, str(path))
+        exercises = [m["grade_id"] for c, m in zip(nb.cells, metas) if c.cell_type == "code" and m and m["solution"]]
+        regions = [c for c in nb.cells if c.cell_type == "code" and "### BEGIN SOLUTION" in c.source]
+        assert len(exercises) == len(regions) >= 2, path.name
+        ids = [m["grade_id"] for m in metas if m]
+        assert len(ids) == len(set(ids)), path.name
+        assert all(g.startswith(path.name[:2] + "-") for g in ids)
+        checks = [m for m in metas if m and m["grade"] and not m["solution"]]
+        assert [m["grade_id"] for m in checks] == [g + "-check" for g in exercises], path.name
+
+
+def test_student_copy_carries_nbgrader_metadata():
+    sol = solution_notebook(EXERCISE, "# NBVAL_CHECK_OUTPUT\nsoftmax_t = check_function(softmax_t, ref, cases)",
+                            "print(1)", "MD:Why?\n\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION")
+    nb = student_notebook(sol, "solutions/07_x.ipynb")
+    assert nb.cells[0].metadata["nbgrader"] == {"grade": False, "grade_id": "07-softmax_t", "locked": False,
+                                                "schema_version": 3, "solution": True}
+    assert nb.cells[1].metadata["nbgrader"] == {"grade": True, "grade_id": "07-softmax_t-check", "locked": True,
+                                                "points": 1, "schema_version": 3, "solution": False}
+    assert nb.cells[2].metadata == {}
+    assert nb.cells[3].metadata["nbgrader"] == {"grade": True, "grade_id": "07-answer_1", "locked": False,
+                                                "points": 1, "schema_version": 3, "solution": True}
+    assert annotate(sol, "solutions/07_x.ipynb") and not annotate(sol, "solutions/07_x.ipynb")
+    assert sol.cells[0].metadata["nbgrader"] == nb.cells[0].metadata["nbgrader"]
+    assert sol.cells[0].outputs  # annotating changes nothing but the metadata
+
+
+def test_two_exercises_with_one_name_raise():
+    sol = solution_notebook(EXERCISE, EXERCISE)
+    with pytest.raises(SolutionError, match="grade_id '07-softmax_t' is also the id of cell 1"):
+        student_notebook(sol, "solutions/07_x.ipynb")

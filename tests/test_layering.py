@@ -1,8 +1,9 @@
 """The house rule, checked by reading clipedu's source with `ast` (nothing is imported).
 
 Dependencies run one way: core (the flat `clipedu/*.py`, the paper) <- `data` <-
-`train` <- `experiments`; `course` (notebook tooling) may import anything, and
-nothing outside `course` imports it. No two modules import each other, directly
+`train` <- `experiments`; `grade` (the grader and the exercises' references)
+may import those four; `course` (notebook tooling) may import anything, and
+nothing outside `course` imports it or `grade`. No two modules import each other, directly
 or around a loop, and no module imports another module's private `_name`.
 
 Every import counts, wherever it stands: at the top of a module, or inside a
@@ -29,13 +30,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "clipedu"
 MAX_LINES = 300
 
 # The layer of each sub-package (flat modules are "core"), and what each layer may import.
-PACKAGE_LAYERS = {"assets": "core", "data": "data", "train": "train", "experiments": "experiments", "course": "course"}
+PACKAGE_LAYERS = {"assets": "core", "data": "data", "train": "train", "experiments": "experiments", "grade": "grade",
+                  "course": "course"}
 MAY_IMPORT = {
     "core": {"core"},
     "data": {"core", "data"},
     "train": {"core", "data", "train"},
     "experiments": {"core", "data", "train", "experiments"},
-    "course": {"core", "data", "train", "experiments", "course"},
+    "grade": {"core", "data", "train", "experiments", "grade"},
+    "course": {"core", "data", "train", "experiments", "grade", "course"},
 }
 
 
@@ -196,7 +199,7 @@ def test_clipedu_follows_the_import_rule():
 def test_import_clipedu_stays_light():
     """The front door imports only core: no figures, no scikit-learn, none of the four packages."""
     code = ("import sys, clipedu; print(' '.join(m for m in ('matplotlib', 'sklearn', 'ipywidgets', 'clipedu.data', "
-            "'clipedu.train', 'clipedu.experiments', 'clipedu.course') if m in sys.modules))")
+            "'clipedu.train', 'clipedu.experiments', 'clipedu.grade', 'clipedu.course') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"import clipedu also imported: {out.stdout.strip()}"
 
@@ -244,9 +247,11 @@ CLEAN = {
     "train/cache.py": "from pkg import model\n",
     "experiments/__init__.py": "",
     "experiments/runs.py": "from pkg.train.loop import train\n",
+    "grade/__init__.py": "",
+    "grade/runner.py": "from pkg.experiments.runs import train\n",
     "course/__init__.py": "",
     "course/viz.py": "from pkg.experiments.runs import train\nfrom pkg.course import widgets\n",
-    "course/widgets.py": "import pkg.data.shapes\n",
+    "course/widgets.py": "import pkg.data.shapes\nfrom pkg.grade import runner\n",
 }
 
 
@@ -260,6 +265,8 @@ def test_checker_passes_a_clean_tree(tmp_path):
     ("data/shapes.py", "def f():\n    import pkg.train.loop\n", "has a lazy import of pkg.train.loop (train)"),
     ("train/cache.py", "from pkg.experiments import runs\n", "pkg.train.cache (train) has an import"),
     ("experiments/runs.py", "from pkg.course.viz import plot\n", "has an import of pkg.course.viz (course)"),
+    ("grade/runner.py", "from pkg.course.viz import plot\n", "pkg.grade.runner (grade) has an import of pkg.course.viz"),
+    ("train/cache.py", "from pkg.grade import runner\n", "pkg.train.cache (train) has an import of pkg.grade.runner"),
     ("model.py", "from .layers import _helper\n", "imports the private pkg.layers._helper"),
     ("train/cache.py", "from pkg import layers\nlayers._helper()\n", "uses the private pkg.layers._helper"),
     ("layers.py", "import pkg.model\n", "import cycle between pkg.layers, pkg.model"),

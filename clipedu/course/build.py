@@ -23,6 +23,19 @@ The student copy also loses every output and execution count, its metadata
 is reduced to the kernelspec (`python3`), and whole-line
 `# NBVAL_CHECK_OUTPUT` markers are removed: a student notebook stores no
 outputs, so there is nothing to compare with (docs/authoring.md explains).
+
+Both copies carry nbgrader's cell metadata (`nbgrader_metadata`), which the
+grader (`python -m clipedu.grade`) and nbgrader itself read:
+
+- an exercise cell: `solution: true, grade: false, locked: false`, with the
+  grade_id "NN-function" (notebook number, the function holding the region);
+- its check cell (the next cell calling check_exercise/check_function/
+  check_value): `grade: true, locked: true, points`, grade_id "NN-function-check";
+- a written answer (a region in markdown): a manual-grade cell,
+  `solution: true, grade: true, points: 1`, grade_id "NN-answer_K".
+
+`generate` writes this metadata into the solution notebooks too (nothing
+else of them changes).
 """
 
 from __future__ import annotations
@@ -35,9 +48,9 @@ from pathlib import Path
 import nbformat
 
 from clipedu.errors import ClipeduError
+from clipedu.grade.nbgrader import MARKER, DuplicateGradeId, nbgrader_metadata
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-_MARKER = re.compile(r"^(\s*)#+\s*(BEGIN|END)\s+SOLUTION\b.*$", re.IGNORECASE)
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 STUDENT_CODE = ["# YOUR CODE HERE", "raise NotImplementedError"]
 STUDENT_MARKDOWN = "_Your answer here._"
@@ -57,7 +70,7 @@ def strip_solutions(source: str, where: str, markdown: bool = False) -> str:
     out: list[str] = []
     begin_line = None
     for lineno, line in enumerate(source.split("\n"), start=1):
-        m = _MARKER.match(line)
+        m = MARKER.match(line)
         if m:
             if line.strip() not in (BEGIN, END):
                 raise SolutionError(f"{where}, line {lineno}: malformed marker {line.strip()!r}; "
@@ -112,10 +125,31 @@ def _check_inside_function(source: str, where: str) -> None:
     visit(tree, False)
 
 
+def _nbgrader(nb: nbformat.NotebookNode, path: str) -> list[dict | None]:
+    try:
+        return nbgrader_metadata(nb.cells, path)
+    except DuplicateGradeId as exc:
+        raise SolutionError(str(exc)) from None
+
+
+def annotate(nb: nbformat.NotebookNode, path: str = "<notebook>") -> bool:
+    """Write nbgrader metadata into a (solution) notebook's cells in place; True when anything changed."""
+    changed = False
+    for cell, meta in zip(nb.cells, _nbgrader(nb, path)):
+        if cell.get("metadata", {}).get("nbgrader") != meta:
+            if meta is None:
+                cell.metadata.pop("nbgrader")
+            else:
+                cell.metadata["nbgrader"] = meta
+            changed = True
+    return changed
+
+
 def student_notebook(solution: nbformat.NotebookNode, path: str = "<notebook>") -> nbformat.NotebookNode:
     """The student version of a solution notebook (pure: the input is not modified)."""
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
+    nbgrader = _nbgrader(solution, path)
     for index, cell in enumerate(solution.cells):
         where = _where(path, index, cell)
         cell_id = cell.get("id") or f"cell-{index}"
@@ -132,8 +166,10 @@ def student_notebook(solution: nbformat.NotebookNode, path: str = "<notebook>") 
         else:
             new = nbformat.v4.new_raw_cell(cell.source)
         new.id = cell_id
+        if nbgrader[index]:
+            new.metadata["nbgrader"] = nbgrader[index]
         if tags:
-            new.metadata = {"tags": tags}
+            new.metadata["tags"] = tags
         nb.cells.append(new)
     return nb
 
@@ -174,6 +210,9 @@ def find_problems(solutions: Path, notebooks: Path) -> list[str]:
             problems.append(f"missing: {target} (run `python -m clipedu.course`)")
         elif _load_json(target) != json.loads(render(sol)):
             problems.append(f"stale: {target} differs from what {sol} generates (run `python -m clipedu.course`)")
+        if annotate(nbformat.read(str(sol), as_version=4), str(sol)):
+            problems.append(f"unannotated: {sol} lacks the nbgrader metadata of its exercise and check cells "
+                            "(run `python -m clipedu.course`, which writes it)")
         for i in _unexecuted_checks(sol):
             problems.append(f"not executed: {sol} code cell {i} is marked NBVAL_CHECK_OUTPUT but has no stored "
                             "output; execute the solution notebook (docs/authoring.md)")
@@ -184,11 +223,22 @@ def find_problems(solutions: Path, notebooks: Path) -> list[str]:
     return problems
 
 
+def annotate_file(solution_path: Path) -> bool:
+    """Write nbgrader metadata into one solution file (only when it changes); True when it did."""
+    nb = nbformat.read(str(solution_path), as_version=4)
+    if not annotate(nb, str(solution_path)):
+        return False
+    text = nbformat.writes(nb)
+    solution_path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    return True
+
+
 def generate(solutions: Path, notebooks: Path) -> list[Path]:
     """Write notebooks/ from solutions/; return the files that changed."""
     notebooks.mkdir(parents=True, exist_ok=True)
     changed = []
     for sol in sorted(solutions.glob("*.ipynb")):
+        annotate_file(sol)
         target = notebooks / sol.name
         text = render(sol)
         if not target.exists() or target.read_text(encoding="utf-8") != text:

@@ -1,6 +1,15 @@
 """Exercise checks: compare a student's answer with the reference and explain.
 
-Every exercise in the course is followed by a check cell::
+Every exercise in the course is followed by a check cell. A registered
+exercise (its reference, cases, tolerances and hints live in
+`clipedu.grade.registry`, out of the student's sight) is checked by its
+grade_id::
+
+    symmetric_clip_loss = check_exercise(symmetric_clip_loss, "07-symmetric_clip_loss")
+    hint("07-symmetric_clip_loss")   # first call: a nudge; second call: the recipe
+
+Notebooks whose exercises are not registered yet still pass the reference and
+cases themselves::
 
     softmax_t = check_function(softmax_t, reference_softmax_t,
                                cases=[(logits, 0.5), (logits, 2.0)],
@@ -11,49 +20,32 @@ The check never raises because of the student's code. It prints one of:
 - success: one line, and the student's function is returned;
 - not done yet (NotImplementedError): the notebook carries on with the
   reference, which is returned and named;
-- wrong: which case, which value differs and by how much, the hint, and the
-  reference is returned so the rest of the notebook still works.
+- wrong: which case, which value differs and by how much, and the reference is
+  returned so the rest of the notebook still works. `check_exercise` then
+  shows the next hint: the nudge after the first wrong answer, the recipe
+  after the second.
 
 Mistakes of the notebook author (an empty case list, a reference that
-raises) do raise: they must be fixed before the notebook is committed.
+raises, an unknown grade_id) do raise: they must be fixed before the
+notebook is committed.
 """
 
 from __future__ import annotations
 
-import copy
 import traceback
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from clipedu.course.compare import compare, short_repr
+from clipedu.grade.compare import compare
+from clipedu.grade.exercise import forbidden_used
+from clipedu.grade.judge import Outcome, call, call_case, describe, forbidden_verdict, judge
+from clipedu.grade.registry import get_exercise
 
-__all__ = ["check_function", "check_value"]
+__all__ = ["check_exercise", "check_function", "check_value", "hint"]
 
-
-def _describe(case: Any) -> str:
-    """Short description of a case's inputs: shapes for tensors."""
-    def one(x: Any) -> str:
-        if isinstance(x, (torch.Tensor, np.ndarray)):
-            dtype = str(x.dtype).replace("torch.", "")
-            return f"{'Tensor' if isinstance(x, torch.Tensor) else 'array'}{list(x.shape)} {dtype}"
-        return short_repr(x)
-    if isinstance(case, tuple):
-        return "(" + ", ".join(one(x) for x in case) + ")"
-    if isinstance(case, dict):
-        return "(" + ", ".join(f"{k}={one(v)}" for k, v in case.items()) + ")"
-    return "(" + one(case) + ")"
-
-
-def _call(fn: Callable, case: Any) -> Any:
-    """A tuple case is positional arguments, a dict keyword arguments, anything else one argument."""
-    case = copy.deepcopy(case)  # the student's code may modify its inputs in place
-    if isinstance(case, tuple):
-        return fn(*case)
-    if isinstance(case, dict):
-        return fn(**case)
-    return fn(case)
+_hints_shown: dict[str, int] = {}  # grade_id -> how many hints this kernel has shown (0, 1 or 2)
 
 
 def _where_raised(exc: BaseException, fn: Callable) -> str:
@@ -101,10 +93,10 @@ def check_function(
     name = name or getattr(student_fn, "__name__", "your function")
     fallback = f"the reference implementation {_ref_name(reference_fn)}"
     for i, case in enumerate(cases, start=1):
-        want = _call(reference_fn, case)
-        label = f"case {i} of {len(cases)} {_describe(case)}"
+        want = call(reference_fn, case)
+        label = f"case {i} of {len(cases)} {describe(case)}"
         try:
-            got = _call(student_fn, case)
+            got = call(student_fn, case)
         except NotImplementedError:
             print(f"{name}: not implemented yet. The notebook continues with {fallback}.")
             return reference_fn
@@ -158,3 +150,63 @@ def check_value(
         return reference_value
     print(f"{name}: correct.")
     return student_value
+
+
+def _next_hint(grade_id: str, level: int | None = None) -> tuple[str, str]:
+    """("hint", nudge) the first time, ("recipe", recipe) from then on; `level` 1 or 2 asks for one."""
+    exercise = get_exercise(grade_id)
+    level = level or min(_hints_shown.get(grade_id, 0) + 1, 2)
+    if level not in (1, 2):
+        raise ValueError(f"hint level must be 1 (a nudge) or 2 (the recipe), got {level}")
+    _hints_shown[grade_id] = max(_hints_shown.get(grade_id, 0), level)
+    return ("hint", "recipe")[level - 1], exercise.hints[level - 1]
+
+
+def hint(grade_id: str, level: int | None = None) -> None:
+    """Print a hint for an exercise: a nudge the first time, the recipe the second (or `level=2`)."""
+    label, text = _next_hint(grade_id, level)
+    print(f"{get_exercise(grade_id).name} {label}: {text}")
+    if label == "hint":
+        print(f"  Still stuck? hint({grade_id!r}) again shows the recipe.")
+
+
+def check_exercise(student: Any, grade_id: str) -> Any:
+    """Check a registered exercise on the notebook's cases; return the student's answer or the reference.
+
+    `student` is the student's function (or, for a value exercise, their
+    function of no arguments or the value itself). On a wrong answer the next
+    hint is printed: the nudge, then the recipe.
+    """
+    exercise = get_exercise(grade_id)
+    name = exercise.name
+    if exercise.value:
+        fallback, fallback_text = exercise.reference(), "the reference value"
+    else:
+        fallback, fallback_text = exercise.reference, "the reference implementation"
+        if not getattr(exercise.reference, "__module__", "").startswith("clipedu.grade."):
+            fallback_text += f" {_ref_name(exercise.reference)}"  # the package's function: worth naming
+    if not exercise.value and not callable(student):
+        raise TypeError(f"check_exercise needs the function {name}, got {type(student).__name__}")
+    cases = exercise.cases(hidden=False)
+    used = forbidden_used(exercise, getattr(student, "__code__", None))
+    if used:
+        verdict = forbidden_verdict(exercise, used)
+        outcomes = []
+    else:
+        if exercise.value and (not callable(student) or isinstance(student, (torch.Tensor, np.ndarray))):
+            outcomes = [Outcome(value=student)]
+        else:
+            outcomes = [call_case(student, case) for _, case in cases]
+        wants = [fallback] if exercise.value else [call(exercise.reference, case) for _, case in cases]
+        verdict = judge(exercise, cases, outcomes, wants)
+    if verdict.status == "correct":
+        print(verdict.message)
+        return outcomes[0].value if exercise.value else student
+    if verdict.status == "not_implemented":
+        print(f"{verdict.message} The notebook continues with {fallback_text}.")
+        return fallback
+    print(verdict.message)
+    label, text = _next_hint(grade_id)
+    print(f"  {label}: {text}")
+    print(f"  The notebook continues with {fallback_text}.")
+    return fallback
