@@ -14,10 +14,13 @@ the module, the notebook that teaches it, the paper section it implements.
     embed.py        06 shared space (and 07-20)     Fig. 3  batched, normalised image and text embeddings
     loss.py         07 contrastive loss             2.3, Fig. 3  symmetric InfoNCE; 2.5 the clamp at 100
     zeroshot.py     09 zero-shot                    3.1.2  classifiers from prompts; 3.1.4 ensembling
+    templates.py    09 zero-shot, 20 prompts        3.1.4  the 80 ImageNet prompt templates
     retrieval.py    10 retrieval                    App. E, Table 13  search and Recall@K both ways
     probe.py        12 probes and fine-tuning       3.2, 3.1.5 (Fig. 6)  linear probes, few-shot curves
     weights.py      15 real weights                 2.5  the released RN50 ... ViT-L/14@336px weights
     weights_file.py 15 real weights                 -    a weights file's format, its state dict, conversion
+    weights_hf.py   15 real weights                 -    Hugging Face transformers' CLIP layout, both ways
+    download.py     15 real weights                 2.5  OpenAI's released files, verified by SHA-256, resumable
     checkpoint.py   (used by 08 training)           -    atomic, weights_only checkpoints
     errors.py       -                               -    ClipeduError, the base of clipedu's own errors
 

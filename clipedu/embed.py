@@ -51,14 +51,19 @@ def encode_images(
 
 @torch.no_grad()
 def encode_texts(
-    model: nn.Module, tokenizer, texts: Sequence[str], batch_size: int = 256, truncate: bool = False
+    model: nn.Module, tokenizer, texts: Sequence[str], batch_size: int = 256, truncate: bool = False,
+    trim: bool = False,
 ) -> torch.Tensor:
     """L2-normalised text embeddings [N, D] in batches, on CPU (truncate: cut texts that
-    exceed the model's context length, as training does, instead of raising)."""
+    exceed the model's context length, as training does, instead of raising; trim: run each
+    batch only up to its last end-of-text token, the same result for a fraction of the cost
+    when the texts are short, e.g. prompts against CLIP's 77-token context)."""
     device = _device_of(model)
     context_length = model.positional_embedding.shape[0]
     out = []
     for start in range(0, len(texts), batch_size):
         tokens = tokenizer(list(texts[start : start + batch_size]), context_length=context_length, truncate=truncate)
+        if trim and len(tokens):
+            tokens = tokens[:, : int(tokens.argmax(dim=-1).max()) + 1]
         out.append(F.normalize(model.encode_text(tokens.to(device)).float(), dim=-1))
     return torch.cat(out).cpu()

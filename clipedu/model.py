@@ -191,10 +191,11 @@ class CLIP(nn.Module):
             got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
             raise ValueError(f"tokens must be an integer (torch.long) tensor of token ids, got {got}; "
                              "use the tokenizer's batch encoding")
-        if tokens.dim() != 2 or tokens.shape[1] != self.context_length:
+        if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= self.context_length:
             raise ValueError(
-                f"tokens must have shape [N, {self.context_length}] (this model's context_length), "
-                f"got {list(tokens.shape)}; tokenize with context_length={self.context_length}"
+                f"tokens must have shape [N, {self.context_length}] (this model's context_length; or shorter, "
+                f"cut after the last end-of-text), got {list(tokens.shape)}; tokenize with "
+                f"context_length={self.context_length}"
             )
         if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
             bad = tokens[(tokens < 0) | (tokens >= self.vocab_size)][0].item()
@@ -207,10 +208,13 @@ class CLIP(nn.Module):
         """Token ids [N, context_length] -> text embeddings [N, embed_dim], not normalised.
 
         The text is represented by the features at its end-of-text token,
-        which has the largest id in CLIP's vocabulary, hence argmax.
+        which has the largest id in CLIP's vocabulary, hence argmax. A batch
+        may also be cut after its last end-of-text token ([N, L], L <= context_length):
+        causal attention means no token sees the padding after it, so the
+        result is the same and the cost falls with L.
         """
         self.check_tokens(tokens)
-        x = self.token_embedding(tokens) + self.positional_embedding  # [N, L, W]
+        x = self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]  # [N, L, W]
         x = self.transformer(x)  # causal: each token sees only what precedes it
         x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
         # LayerNorm acts per token, so normalising only the pooled token is the same.

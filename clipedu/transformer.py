@@ -121,7 +121,10 @@ class ResidualAttentionBlock(nn.Module):
         self.register_buffer("attn_mask", attn_mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), self.attn_mask)
+        mask = self.attn_mask
+        if mask is not None and mask.shape[-1] != x.shape[-2]:  # a shorter sequence: its top-left corner
+            mask = mask[: x.shape[-2], : x.shape[-2]]
+        x = x + self.attn(self.ln_1(x), mask)
         x = x + self.mlp(self.ln_2(x))
         return x
 

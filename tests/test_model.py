@@ -322,3 +322,27 @@ def test_configs():
     assert CONFIGS["RN50"].embed_dim == 1024
     with pytest.raises(ValueError, match="vision_patch_size"):
         dataclasses.replace(CONFIGS["course-vit"], vision_patch_size=None)
+
+
+def test_text_cut_after_its_last_end_of_text_gives_the_same_features():
+    # causal attention: no token sees the padding after it, so [N, L] with L past every EOT equals [N, 77]
+    from clipedu.embed import encode_texts
+    from clipedu.tokenizer import clip_tokenizer
+
+    torch.manual_seed(0)
+    tok = clip_tokenizer()
+    config = dataclasses.replace(get_config("course-vit"), vocab_size=tok.vocab_size, context_length=77)
+    model = CLIP(config).eval()
+    texts = ["a photo of a cat.", "a blurry photo of the large red circle on the left.", "hi"]
+    full = encode_texts(model, tok, texts)
+    trimmed = encode_texts(model, tok, texts, trim=True)
+    torch.testing.assert_close(trimmed, full, rtol=1e-5, atol=1e-6)
+    tokens = tok(texts, context_length=77)
+    last = int(tokens.argmax(dim=-1).max())
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_text(tokens[:, : last + 1]), model.encode_text(tokens),
+                                   rtol=1e-4, atol=1e-5)  # unnormalised features: float32 summation order
+        # cutting before an end-of-text token changes that text's features: the check is not vacuous
+        assert not torch.allclose(model.encode_text(tokens[:, :last]), model.encode_text(tokens), atol=1e-4)
+    with pytest.raises(ValueError, match=r"\[N, 77\]"):
+        model.encode_text(torch.zeros(2, 78, dtype=torch.long))

@@ -7,6 +7,7 @@ tests can check what is drawn:
     temperature_figure(logits, temperature)            temperature_slider(logits)
     search_figure(model, tokenizer, images, query)      search_box(model, tokenizer, images)
     prompt_figure(model, tokenizer, image, prompts)     prompt_editor(model, tokenizer, images, prompts)
+    real.search_figure(real, query, photos)             photo_search_box(real, photos)   (real CLIP, photos)
 
 A control is a `Playground`: ipywidgets controls above an Output area. When a
 control's value changes, the playground calls its drawing function with the
@@ -24,6 +25,9 @@ from IPython.display import display
 from matplotlib.figure import Figure
 
 from clipedu.course import viz
+from clipedu.course.real import RealCLIP
+from clipedu.course.real import search_figure as photo_search_figure
+from clipedu.data.photos import Photo
 from clipedu.embed import encode_images, encode_texts
 from clipedu.retrieval import similarity
 
@@ -173,3 +177,15 @@ def prompt_editor(model, tokenizer, images: torch.Tensor, prompts: Sequence[str]
                            layout=widgets.Layout(width="450px", height="140px"))
     return Playground(lambda index, prompts: prompt_figure(model, tokenizer, images[index], prompts),
                       {"index": chooser, "prompts": box})
+
+
+def photo_search_box(real: RealCLIP, photos: Sequence[Photo], query: str = "a cup of coffee",
+                     k: int = 5) -> Playground:
+    """`search_box` for released CLIP over photo files (`clipedu.data.photos`): the photos are encoded once,
+    through `RealCLIP`'s disk cache, and each query redraws `clipedu.course.real.search_figure`."""
+    features = real.encode_photos(photos)
+    box = widgets.Text(value=query, description="query", continuous_update=False,
+                       placeholder="describe a photo, then press Enter", layout=widgets.Layout(width="450px"))
+    top = widgets.IntSlider(value=min(k, len(photos)), min=1, max=min(10, len(photos)), description="k")
+    return Playground(lambda query, k: photo_search_figure(real, query, photos, k, features),
+                      {"query": box, "k": top})

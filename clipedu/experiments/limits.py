@@ -15,6 +15,8 @@ other word, a right answer can only come from the one respect being tested.
   shape instead, a control for what the model does see.
 - `draw_shape`, `draw_word`: single test images, e.g. a shape in a colour no
   caption names, or a word written in pixels.
+- `write_on`: a word written on a photo, on a white label, for the typographic
+  attack on real CLIP (Goh et al. 2021: an apple labelled "iPod").
 
 Ties are split: an image whose top score is shared by m candidates counts 1/m
 if the right one is among them, so a model that cannot tell the candidates
@@ -33,7 +35,7 @@ from clipedu.data import render, shapes, words
 from clipedu.embed import encode_images, encode_texts
 
 __all__ = ["candidate_scores", "choice_accuracy", "relation_candidates", "relation_accuracy",
-           "count_phrase", "count_candidates", "count_accuracy", "draw_shape", "draw_word"]
+           "count_phrase", "count_candidates", "count_accuracy", "draw_shape", "draw_word", "write_on"]
 
 
 # ------------------------------------------------------------------ multiple choice
@@ -166,3 +168,31 @@ def draw_word(text: str, ink, size: int = 32, background=(255, 255, 255), font_s
     draw.text(((size - (right - left)) / 2 - left, (size - (bottom - top)) / 2 - top), text,
               fill=tuple(int(v) for v in ink), font=font)
     return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
+
+
+def write_on(image: Image.Image, text: str, width: float = 0.5, centre=(0.5, 0.8), ink=(0, 0, 0),
+             paper=(255, 255, 255)) -> Image.Image:
+    """A copy of the PIL `image` with `text` written on a paper label: the typographic attack.
+
+    The label (PIL's built-in font, nothing downloaded) is scaled to span `width` of the
+    image's width, whatever its resolution, and centred at `centre` (fractions of width, height).
+    """
+    if not 0 < width <= 1:
+        raise ValueError(f"width is a fraction of the image's width, in (0, 1], got {width}")
+    if not text.strip():
+        raise ValueError("write_on needs a word to write, got an empty text")
+    out = image.convert("RGB")  # a copy: the original is left alone
+    target = max(1, round(width * out.width))
+    scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    try:  # measure at size 100, then draw at the size that spans the target width
+        probe = scratch.textbbox((0, 0), text, font=ImageFont.load_default(size=100))
+        font = ImageFont.load_default(size=max(6, round(100 * target / max(1, probe[2] - probe[0]))))
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font, enlarged below
+        font = ImageFont.load_default()
+    left, top, right, bottom = scratch.textbbox((0, 0), text, font=font)
+    pad = max(2, (bottom - top) // 4)
+    label = Image.new("RGB", (right - left + 2 * pad, bottom - top + 2 * pad), tuple(paper))
+    ImageDraw.Draw(label).text((pad - left, pad - top), text, fill=tuple(ink), font=font)
+    label = label.resize((target, max(1, round(label.height * target / label.width))), Image.BICUBIC)
+    out.paste(label, (round(centre[0] * out.width - label.width / 2), round(centre[1] * out.height - label.height / 2)))
+    return out
