@@ -18,6 +18,19 @@ def close_figures():
         sys.modules["matplotlib.pyplot"].close("all")
 
 
+@pytest.fixture
+def empty_weight_caches(tmp_path, monkeypatch) -> Path:
+    """No real CLIP weights anywhere: HOME (so ~/.cache/clip and the Hugging Face cache) is an empty
+    folder, and CLIPEDU_WEIGHTS is unset. Returns that HOME (test_weights, test_real)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("HF_HOME", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("CLIPEDU_WEIGHTS", raising=False)
+    return home
+
+
 @pytest.fixture(scope="session")
 def tiny_vit() -> dict:
     """`model_overrides` of the course ViT at its smallest: one layer and one head per tower, width 32."""

@@ -87,6 +87,7 @@ import json, math, sys
 from pathlib import Path
 
 import clipedu
+from clipedu.data.photos import load_photos, photo_dir
 from clipedu.data.shapes import ShapesWorld
 from clipedu.loss import clip_loss
 from clipedu.tokenizer import clip_tokenizer
@@ -103,7 +104,8 @@ texts = tokenizer([c[0] for c in batch.captions], context_length=config.context_
 loss = clip_loss(*model(normalize(batch.images), texts)).item()
 print(json.dumps({"prefix": sys.prefix, "clipedu": clipedu.__file__, "cache": str(CACHE_DIR),
                   "tokens": clip_tokenizer()("Hello World!")[0, :8].tolist(),
-                  "preset": config.preset, "loss": loss, "finite": math.isfinite(loss)}))
+                  "preset": config.preset, "loss": loss, "finite": math.isfinite(loss),
+                  "photos": str(photo_dir()), "photo_sizes": [p.image().size for p in load_photos()][:2]}))
 """
 # The last cell of the copied notebook 00: which interpreter the kernel runs, and which clipedu it imports.
 _WHERE_CELL = "import json, sys, clipedu\nprint('KERNEL', json.dumps([sys.prefix, clipedu.__file__]))"
@@ -130,6 +132,7 @@ def test_the_wheel_works_in_a_fresh_virtual_environment_from_any_folder(tmp_path
     """
     src, venv, work, home = (tmp_path / d for d in ("src", "venv", "elsewhere", "home"))
     shutil.copytree(ROOT / "clipedu", src / "clipedu", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "data" / "photos", src / "data" / "photos")  # pyproject's data-files
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     pip = ["-m", "pip", "--disable-pip-version-check", "-q"]
@@ -161,6 +164,9 @@ def test_the_wheel_works_in_a_fresh_virtual_environment_from_any_folder(tmp_path
     assert os.path.samefile(found["prefix"], venv), f"ran in {found['prefix']}, not in the new venv"
     assert Path(found["clipedu"]).is_relative_to(site), f"imported {found['clipedu']}, not the installed wheel"
     assert Path(found["cache"]) == home / ".cache" / "clipedu", "an installed clipedu caches in ~/.cache/clipedu"
+    # the course photos travel with the wheel (pyproject's data-files), not from the checkout
+    assert Path(found["photos"]) == Path(found["prefix"]) / "share" / "clipedu" / "photos"
+    assert all(min(size) > 100 for size in found["photo_sizes"])
     assert found["tokens"] == [49406, 3306, 1002, 256, 49407, 0, 0, 0]
     assert found["finite"], f"the {found['preset']} model's loss is {found['loss']}"
 

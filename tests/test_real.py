@@ -42,14 +42,8 @@ def tiny_file(tmp_path, tiny):
 
 
 @pytest.fixture(autouse=True)
-def no_real_caches(tmp_path, monkeypatch):
-    """No CLIPEDU_WEIGHTS, an empty HOME and Hugging Face cache, and embeddings cached in tmp."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("HF_HOME", raising=False)
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv(weights.ENV_VAR, raising=False)
+def no_real_caches(empty_weight_caches, tmp_path, monkeypatch):
+    """No weights on disk (conftest's empty_weight_caches), and embeddings cached in tmp."""
     monkeypatch.setenv(real_clip.CACHE_ENV, str(tmp_path / "embeddings"))
 
 

@@ -46,15 +46,10 @@ def assert_same_model(loaded: CLIP, model: CLIP, inputs) -> None:
 
 
 @pytest.fixture(autouse=True)
-def no_real_caches(tmp_path, monkeypatch):
-    """Point HOME and the Hugging Face cache at an empty folder, and unset CLIPEDU_WEIGHTS."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("HF_HOME", raising=False)
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv(weights.ENV_VAR, raising=False)
-    return home
+def no_real_caches(empty_weight_caches):
+    """Every test here starts with no weights on disk (conftest's empty_weight_caches); returns HOME."""
+    assert weights.ENV_VAR == "CLIPEDU_WEIGHTS"
+    return empty_weight_caches
 
 
 # ------------------------------------------------------------------ formats that load

@@ -53,8 +53,9 @@ def draw_image(ax, hwc: np.ndarray, title: str | None = None) -> None:
         ax.set_title(title, fontsize=8)
 
 
-def show_images(images, titles: Sequence[str] | None = None, ncols: int = 8) -> Figure:
-    """A grid of images with optional titles; one axes per image."""
+def show_images(images, titles: Sequence[str] | None = None, ncols: int = 8,
+                panel: tuple[float, float] = (1.6, 1.8)) -> Figure:
+    """A grid of images with optional titles; one axes per image, `panel` inches (width, height) each."""
     ims = image_list(images)
     if not ims:
         raise ValueError("images is empty")
@@ -62,7 +63,8 @@ def show_images(images, titles: Sequence[str] | None = None, ncols: int = 8) -> 
         raise ValueError(f"got {len(titles)} titles for {len(ims)} images")
     cols = min(ncols, len(ims))
     rows = math.ceil(len(ims) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(panel[0] * cols, panel[1] * rows), squeeze=False,
+                             layout="constrained")
     for k, ax in enumerate(axes.flat):
         if k < len(ims):
             draw_image(ax, ims[k], None if titles is None else str(titles[k]))

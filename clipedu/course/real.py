@@ -21,7 +21,6 @@ the same folder, does not encode a photo or a prompt again.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import textwrap
 from pathlib import Path
@@ -33,7 +32,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from clipedu.checkpoint import atomic_write
-from clipedu.course.gallery import draw_image, to_hwc
+from clipedu.course.gallery import draw_image, show_images, to_hwc
 from clipedu.data.photos import Photo
 from clipedu.embed import encode_texts
 from clipedu.model import CLIP
@@ -195,15 +194,8 @@ def photo_grid(photos: Sequence[Photo], titles: Sequence[str] | None = None, nco
     titles = [p.caption for p in photos] if titles is None else list(titles)
     if len(titles) != len(photos):
         raise ValueError(f"got {len(titles)} titles for {len(photos)} photos")
-    cols = min(ncols, len(photos))
-    rows = math.ceil(len(photos) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.9 * rows), squeeze=False, layout="constrained")
-    for k, ax in enumerate(axes.flat):
-        if k < len(photos):
-            draw_image(ax, to_hwc(thumbnail(photos[k])), textwrap.fill(titles[k], wrap))
-        else:
-            ax.remove()
-    return fig
+    return show_images([thumbnail(p) for p in photos], [textwrap.fill(t, wrap) for t in titles], ncols,
+                       panel=(2.2, 2.9))
 
 
 def search_figure(real: RealCLIP, query: str, photos: Sequence[Photo], k: int = 5,
