@@ -66,6 +66,36 @@ def clip_loss(
     return (image_to_text_loss(logits) + text_to_image_loss(logits)) / 2
 
 
+def multi_positive_clip_loss(
+    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor | float,
+    positives: torch.Tensor,
+) -> torch.Tensor:
+    """CLIP's loss with several right answers per row: the targets spread over every positive.
+
+    positives: bool [N, N], positives[i, j] says caption j is true of image i (the diagonal must
+    be True). Row i's target distribution is uniform over its positives, column j's over the
+    images its caption is true of; each direction is the cross-entropy against those soft targets
+    (as in SupCon, Khosla et al. 2020). With positives = the identity this is `clip_loss`.
+    """
+    check_features(image_features, text_features, same_batch=True)
+    logits = logits_matrix(image_features, text_features, logit_scale)
+    return multi_positive_loss(logits, logits.T, positives, positives.T)
+
+
+def multi_positive_loss(logits_per_image: torch.Tensor, logits_per_text: torch.Tensor,
+                        image_positives: torch.Tensor, text_positives: torch.Tensor) -> torch.Tensor:
+    """The mean of both directions' soft-target cross-entropy: rows of logits_per_image [n, N] against
+    image_positives [n, N], rows of logits_per_text [n, N] against text_positives [n, N]."""
+    for name, logits, pos in (("image", logits_per_image, image_positives), ("text", logits_per_text, text_positives)):
+        if pos.shape != logits.shape or pos.dtype != torch.bool:
+            raise ValueError(f"{name} positives must be a bool matrix of the logits' shape {tuple(logits.shape)}, "
+                             f"got {pos.dtype} {tuple(pos.shape)}")
+        if not pos.any(1).all():
+            raise ValueError(f"every {name} row needs at least one positive (its own pair)")
+    targets = [pos.float() / pos.sum(1, keepdim=True) for pos in (image_positives, text_positives)]
+    return (F.cross_entropy(logits_per_image, targets[0]) + F.cross_entropy(logits_per_text, targets[1])) / 2
+
+
 def siglip_labels(n: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
     """SigLIP's targets: +1 on the diagonal (matching pairs), -1 everywhere else."""
     return 2 * torch.eye(n, device=device, dtype=dtype) - 1

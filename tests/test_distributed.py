@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clipedu.loss import clip_loss, siglip_loss
+from clipedu.loss import clip_loss, multi_positive_clip_loss, siglip_loss
 from clipedu.train.distributed import (
     DistState,
     all_reduce_mean,
@@ -65,6 +65,14 @@ def global_batch():
             torch.randn(N, D_TXT, generator=g, dtype=torch.float64))
 
 
+def global_positives():
+    """A bool [N, N] with the diagonal and a few off-diagonal positives, some across the ranks' halves."""
+    positives = torch.eye(N, dtype=torch.bool)
+    for i, j in ((0, 1), (1, 0), (0, N - 1), (N - 2, 2), (3, 3 + N // 2)):
+        positives[i, j] = True
+    return positives
+
+
 def run_step(model, images, texts, loss_fn):
     """One forward/backward; returns loss, feature grads and parameter grads."""
     out = model(images, texts)
@@ -97,6 +105,8 @@ def _worker(out_dir):
         "full_grad": (False, clip_case(local_loss=False, gather_with_grad=True)),
         "full_naive": (False, clip_case(local_loss=False, gather_with_grad=False)),
         "siglip": (True, lambda i, t, s, b: distributed_siglip_loss(i, t, s, b, state)),
+        "multi_positive": (False, clip_case(positives=global_positives())),
+        "multi_positive_full": (False, clip_case(local_loss=False, positives=global_positives())),
     }
     for name, (siglip, loss_fn) in cases.items():
         model = wrap_ddp(TinyCLIP(siglip), state)  # DDP averages parameter grads over ranks
@@ -152,6 +162,12 @@ def check_matches_single_process(ranks, case, ref):
 
 def test_ranks_initialised_from_torchrun_env(ranks):
     assert [r["state"] for r in ranks] == [(0, 2, 0, "gloo"), (1, 2, 1, "gloo")]
+
+
+@pytest.mark.parametrize("case", ["multi_positive", "multi_positive_full"])
+def test_multi_positive_loss_in_processes_equals_one_process(ranks, case):
+    positives = global_positives()
+    check_matches_single_process(ranks, case, reference(lambda i, t, s: multi_positive_clip_loss(i, t, s, positives)))
 
 
 def test_local_loss_equals_global_clip_loss_value_and_gradients(ranks):
@@ -229,6 +245,20 @@ def test_local_losses_average_to_the_global_loss_and_gradient(k):
     assert mean.item() == pytest.approx(want_loss.item(), abs=1e-12)
     for g, w in zip(torch.autograd.grad(mean, (img, txt, scale, bias)),
                     torch.autograd.grad(want_loss, (img, txt, scale, bias))):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_local_multi_positive_losses_average_to_the_global_loss(k):
+    img, txt, scale = unit(8, 5, 4), unit(8, 5, 5), torch.tensor(9.0, dtype=torch.float64, requires_grad=True)
+    positives = torch.eye(8, dtype=torch.bool)
+    positives[0, 5] = positives[6, 1] = positives[2, 3] = True
+    n = 8 // k
+    mean = sum(local_clip_loss(img[r * n:(r + 1) * n], txt[r * n:(r + 1) * n], img, txt, scale, r, positives)
+               for r in range(k)) / k
+    want_loss = multi_positive_clip_loss(img, txt, scale, positives)
+    assert mean.item() == pytest.approx(want_loss.item(), abs=1e-12)
+    for g, w in zip(torch.autograd.grad(mean, (img, txt, scale)), torch.autograd.grad(want_loss, (img, txt, scale))):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
 
 

@@ -14,6 +14,7 @@ from clipedu.loss import (
     clip_loss,
     image_to_text_loss,
     logits_matrix,
+    multi_positive_clip_loss,
     siglip_loss,
     text_to_image_loss,
 )
@@ -230,3 +231,50 @@ def test_shape_errors():
         siglip_loss(a, torch.randn(3, 8), 1.0, 0.0)
     with pytest.raises(ValueError, match="square"):
         image_to_text_loss(torch.randn(3, 4))
+
+
+# ---------------------------------------------------------------- the multi-positive loss
+
+
+def test_multi_positive_with_the_identity_is_clip_loss():
+    img, txt = unit_features(7, 5, 1), unit_features(7, 5, 2)
+    want = clip_loss(img, txt, 13.0)
+    got = multi_positive_clip_loss(img, txt, 13.0, torch.eye(7, dtype=torch.bool))
+    assert got.item() == pytest.approx(want.item(), abs=1e-12)
+    for g, w in zip(torch.autograd.grad(got, (img, txt)), torch.autograd.grad(want, (img, txt))):
+        torch.testing.assert_close(g, w)
+
+
+def test_multi_positive_matches_a_loop_over_rows_and_columns():
+    img, txt = unit_features(5, 3, 3, requires_grad=False), unit_features(5, 3, 4, requires_grad=False)
+    positives = torch.eye(5, dtype=torch.bool)
+    positives[0, 2] = positives[3, 1] = positives[3, 4] = True
+    logits = (10.0 * img @ txt.T).numpy()
+
+    def soft_ce(rows, pos):
+        total = 0.0
+        for row, p in zip(rows, pos):
+            log_softmax = row - np.log(np.exp(row - row.max()).sum()) - row.max()
+            total -= sum(log_softmax[j] for j in np.flatnonzero(p)) / p.sum()
+        return total / len(rows)
+
+    want = (soft_ce(logits, positives.numpy()) + soft_ce(logits.T, positives.numpy().T)) / 2
+    assert multi_positive_clip_loss(img, txt, 10.0, positives).item() == pytest.approx(want, abs=1e-12)
+
+
+def test_multi_positive_gradcheck():
+    img, txt = unit_features(4, 3, 5), unit_features(4, 3, 6)
+    scale = torch.tensor(7.0, dtype=torch.float64, requires_grad=True)
+    positives = torch.eye(4, dtype=torch.bool)
+    positives[1, 2] = True
+    assert torch.autograd.gradcheck(lambda i, t, s: multi_positive_clip_loss(i, t, s, positives), (img, txt, scale))
+
+
+def test_multi_positive_rejects_bad_positives():
+    img = unit_features(3, 2, 7, requires_grad=False)
+    with pytest.raises(ValueError, match="bool matrix"):
+        multi_positive_clip_loss(img, img, 1.0, torch.eye(3))
+    with pytest.raises(ValueError, match="bool matrix"):
+        multi_positive_clip_loss(img, img, 1.0, torch.eye(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="at least one positive"):
+        multi_positive_clip_loss(img, img, 1.0, torch.zeros(3, 3, dtype=torch.bool))

@@ -86,18 +86,20 @@ def test_heldout_pairs_never_in_training_labels_or_captions(world, train):
     heldout = set(world.heldout_classes)
     label_pairs = {world.classes[y] for y in train.labels.tolist()}
     assert label_pairs.isdisjoint(heldout)
-    only_color = only_shape = both = 0
+    only_color = only_shape = both = wrong = 0
     for label, captions in zip(train.labels.tolist(), train.captions):
         color, shape = world.classes[label]
         for caption in captions:
             colors, shapes = words_in(caption, COLOR_WORDS), words_in(caption, SHAPE_WORDS)
-            assert colors <= {color} and shapes <= {shape}, caption  # only the image's own attributes
+            assert len(colors) <= 1 and shapes <= {shape}, caption  # one colour; the image's own shape
+            wrong += bool(colors - {color})  # the noise: a caption that names another colour
             if colors and shapes:
-                assert (color, shape) not in heldout, caption
+                assert (colors.pop(), shape) not in heldout, caption
                 both += 1
             only_color += bool(colors) and not shapes
             only_shape += bool(shapes) and not colors
     assert min(only_color, only_shape, both) > 100  # partial captions exist, alongside full ones
+    assert 0.02 * 5 * len(train) < wrong < 0.06 * 5 * len(train)  # about WRONG_COLOR_RATE of them
 
 
 def test_every_color_and_shape_in_training(world, train):

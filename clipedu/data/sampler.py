@@ -1,13 +1,15 @@
-"""Batches without duplicate captions: the false-negative problem of contrastive learning.
+"""Batch samplers: which (image, caption) pairs form each step's batch.
 
 CLIP's loss treats the N-1 other captions of a batch as negatives for each
-image. When two images in a batch share a caption ("a red circle"), the loss
-pushes each image away from a caption that describes it perfectly: a false
-negative. Web data rarely repeats captions; small synthetic data repeats them
-all the time. `UniqueCaptionBatchSampler` chooses, for every image of a
-batch, one of its captions such that no caption string appears twice
-(compared the way CLIP's tokenizer sees them: lower-cased, whitespace
-collapsed).
+image. When two images in a batch share a caption string ("a red circle"),
+the loss pushes each image away from a caption that describes it perfectly.
+`UniqueCaptionBatchSampler` chooses, for every image of a batch, one of its
+captions such that no caption string appears twice (compared the way CLIP's
+tokenizer sees them: lower-cased, whitespace collapsed). That removes exact
+duplicates only: "something red" and "a crimson disc" are different strings
+and still both true of a red circle (semantic false negatives,
+`clipedu.data.negatives`). `RandomBatchSampler` is the plain sampler it is
+measured against.
 
 Each step's global batch is a pure function of (seed, step): the training
 loop can resume at any step, and shards the batch across processes by
@@ -132,3 +134,43 @@ class UniqueCaptionBatchSampler:
                              f"{size}; use a smaller batch_size")
 
 
+
+
+class RandomBatchSampler:
+    """Global batches of (image index, caption index) drawn uniformly: the plain sampler.
+
+    Epoch e visits the images in a permutation seeded by (seed, e); each image
+    takes one of its captions at random. Duplicate captions are left in: this is
+    the sampler that `UniqueCaptionBatchSampler` is measured against. The same
+    interface: `batch(step)` is a pure function of (seed, step).
+    """
+
+    def __init__(self, dataset_captions, batch_size: int, seed: int = 0):
+        captions = getattr(dataset_captions, "captions", dataset_captions)
+        n = len(captions)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if batch_size > n:
+            raise ValueError(f"batch larger than the dataset: batch_size={batch_size} but only {n} images")
+        if any(len(c) == 0 for c in captions):
+            raise ValueError("every image needs at least one caption")
+        self.num_captions = torch.tensor([len(c) for c in captions])
+        self.num_images, self.batch_size, self.seed = n, batch_size, seed
+        self.steps_per_epoch = n // batch_size
+        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global batch of `step`: image indices and caption indices, LongTensors [B]."""
+        if step < 0:
+            raise ValueError(f"step must be non-negative, got {step}")
+        epoch, j = divmod(step, self.steps_per_epoch)
+        state = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1, dtype=np.uint64)[0])
+        if epoch != self._epoch:
+            self._order, self._epoch = torch.randperm(self.num_images, generator=torch.Generator().manual_seed(state)), epoch
+        images = self._order[j * self.batch_size:(j + 1) * self.batch_size]
+        g = torch.Generator().manual_seed(state + 1 + j)
+        captions = (torch.rand(len(images), generator=g) * self.num_captions[images]).long()
+        return images.clone(), captions

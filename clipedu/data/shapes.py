@@ -6,20 +6,26 @@ shapes) of two sizes, at nine positions, on five backgrounds, rendered
 offline and deterministically from a seed. Each image gets five captions
 drawn from many templates and synonyms; some name every attribute, some only
 the colour or only the shape, in varying order ("a photo of a small red
-circle on the left", "a crimson disc", "there is a circle").
+circle on the left", "a crimson disc", "there is a circle"). Like alt-text on
+the web, some training captions are loose ("my favourite disc") and some are
+wrong: `WRONG_COLOR_RATE` of them name another colour.
 
 Held-out compositions. A few colour-shape pairs (`heldout`) never appear in
 any training image or caption, while each of their colours and shapes does
-appear with other partners. Zero-shot classification of held-out test
-images among all 48 classes, from text prompts alone, then measures whether
-the model composes "green" and "triangle" into "green triangle".
+appear with other partners; and each shape has one cell of the 3 x 3 grid
+where training never puts it (`heldout_positions`). Zero-shot classification
+of held-out test images among all 48 classes, from text prompts alone, then
+measures whether the model composes "green" and "triangle" into "green
+triangle"; `test(n, "heldout-position")` asks the same of "a star in the
+bottom left". The hard suite (`clipedu.data.hard_suite`) asks for every
+attribute at once.
 
-False negatives. Captions repeat: many images are "a red circle" or "there is
-a star". If two pairs in one batch have the same caption, the contrastive
-loss treats the second image as a negative for a caption that describes it
-equally well, pushing apart what should be close. The training loop avoids
-this with `clipedu.data.sampler.UniqueCaptionBatchSampler`, which builds batches
-in which no caption string appears twice.
+False negatives. Captions overlap: "something red", "a crimson disc" and "a
+red circle" are all true of one red circle. In a batch, the contrastive loss
+treats every other caption as a negative, including those that are true of
+the image. `UniqueCaptionBatchSampler` removes exact duplicate strings only;
+`clipedu.data.meaning` knows which captions are true of which images, and
+`clipedu.data.negatives` measures how often a batch holds such a caption.
 
 Multi-object variants (`relations`, `counts`) probe CLIP's known limits:
 spatial relations ("a red circle left of a blue square", whose swapped
@@ -42,16 +48,11 @@ from clipedu.data.words import (
     CAPTION_TEMPLATES,
     CAPTIONS_PER_IMAGE,
     COLOR_WORDS,
-    COUNT_TEMPLATES,
     DEFAULT_PROMPTS,
-    INVERSE,
-    LONG_FORM,
-    ONE_TEMPLATES,
-    PLURALS,
     POSITION_WORDS,
-    RELATION_TEMPLATES,
     SHAPE_WORDS,
     SIZE_WORDS,
+    WRONG_COLOR_RATE,
     fix_articles,
 )
 
@@ -71,6 +72,9 @@ RGB = {"red": (220, 30, 30), "orange": (255, 140, 0), "yellow": (240, 210, 20),
 DEFAULT_HELDOUT = [("red", "square"), ("orange", "star"), ("yellow", "heart"),
                    ("green", "triangle"), ("cyan", "cross"), ("blue", "circle"),
                    ("purple", "triangle"), ("pink", "circle")]
+# one cell per shape where training never puts it: a composition of shape and position
+DEFAULT_HELDOUT_POSITIONS = [("circle", "top left"), ("square", "bottom right"), ("triangle", "top right"),
+                             ("star", "bottom left"), ("cross", "top"), ("heart", "bottom")]
 
 def _rng(*keys: int | str) -> np.random.Generator:
     """A numpy generator keyed by (seed, stream name, ...): one stream per purpose."""
@@ -107,8 +111,17 @@ def _synonyms(table: dict[str, list[str]], names: list[str], value: np.ndarray, 
     return np.where((u < p) | (n_words == 1), 0, np.minimum(synonym, n_words - 1))
 
 
-def _describe(rng: Callable[[str], np.random.Generator], color, shape, size, position, background) -> list[list[str]]:
-    """CAPTIONS_PER_IMAGE captions per image: distinct templates, words with synonyms."""
+def _color_word(color: int, pick: int) -> str:
+    words = COLOR_WORDS[COLORS[color]]
+    return words[min(pick, len(words) - 1)]
+
+
+def _describe(rng: Callable[[str], np.random.Generator], color, shape, size, position, background,
+              said_color: np.ndarray | None = None) -> list[list[str]]:
+    """CAPTIONS_PER_IMAGE captions per image: distinct templates, words with synonyms.
+
+    said_color [n, CAPTIONS_PER_IMAGE], if given, is the colour each caption names (a wrong one for noise).
+    """
     n = len(color)
     # weighted sampling of distinct templates per image (Gumbel top-k)
     log_w = np.log([wt for _, wt in CAPTION_TEMPLATES])
@@ -118,11 +131,12 @@ def _describe(rng: Callable[[str], np.random.Generator], color, shape, size, pos
               (POSITION_WORDS, POSITIONS, position), (BACKGROUND_WORDS, BACKGROUNDS, background)]
     picks = [_synonyms(table, names, value, u[..., a]) for a, (table, names, value) in enumerate(tables)]
     captions = []
+    said = np.repeat(color[:, None], CAPTIONS_PER_IMAGE, 1) if said_color is None else said_color
     for i in range(n):
-        c, s, z, p, b = (table[names[value[i]]] for table, names, value in tables)
+        _, s, z, p, b = (table[names[value[i]]] for table, names, value in tables)
         wc, ws, wz, wp, wb = (pick[i] for pick in picks)
         captions.append([fix_articles(CAPTION_TEMPLATES[t][0].format(
-            c=c[wc[j]], s=s[ws[j]], z=z[wz[j]], p=p[wp[j]], b=b[wb[j]]))
+            c=_color_word(said[i, j], wc[j]), s=s[ws[j]], z=z[wz[j]], p=p[wp[j]], b=b[wb[j]]))
             for j, t in enumerate(order[i, :CAPTIONS_PER_IMAGE])])
     return captions
 
@@ -139,7 +153,8 @@ class ShapesWorld:
     """
 
     def __init__(self, seed: int = 0, image_size: int = 64,
-                 heldout: list[tuple[str, str]] | None = None):
+                 heldout: list[tuple[str, str]] | None = None,
+                 heldout_positions: list[tuple[str, str]] | None = None):
         if seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed}")
         if image_size < 24:
@@ -159,6 +174,15 @@ class ShapesWorld:
             if missing:
                 raise ValueError(f"held-out pairs leave no training example of {name}(s) "
                                  f"{sorted(missing)}: keep each {name} in at least one seen pair")
+        self.heldout_positions = [tuple(p) for p in (DEFAULT_HELDOUT_POSITIONS if heldout_positions is None
+                                                     else heldout_positions)]
+        self._allowed = np.ones((len(SHAPES), len(POSITIONS)), dtype=bool)  # where training may put each shape
+        for shape, position in self.heldout_positions:
+            if shape not in SHAPES or position not in POSITIONS:
+                raise ValueError(f"held-out position {(shape, position)} is not a (shape, position) with shape in "
+                                 f"{SHAPES} and position in {POSITIONS}")
+            self._allowed[SHAPES.index(shape), POSITIONS.index(position)] = False
+        self._seen_pairs = np.array([[(c, s) not in held for s in SHAPES] for c in COLORS])  # [colour, shape]
         self.heldout_labels = torch.tensor([self.classes.index(p) for p in self.heldout_classes], dtype=torch.long)
         self.seen_labels = torch.tensor([self.classes.index(p) for p in self.seen_classes], dtype=torch.long)
 
@@ -176,11 +200,18 @@ class ShapesWorld:
         return pools[split].numpy()
 
     def train(self, n: int) -> CaptionedImages:
-        """n training images of seen colour-shape pairs, 5 captions each."""
-        return self._single(n, "train", self._pool("seen"))
+        """n training images of seen colour-shape pairs at allowed positions, 5 captions each, some noisy."""
+        return self._single(n, "train", self._pool("seen"), train=True)
 
     def test(self, n: int, split: str = "heldout") -> CaptionedImages:
-        """n test images of held-out, seen or all pairs (fresh images, not in train)."""
+        """n test images of held-out, seen or all pairs at any position (fresh images, not in train).
+
+        split="heldout-position": seen colour-shape pairs, each at its shape's held-out position.
+        """
+        if split == "heldout-position":
+            if not self.heldout_positions:
+                raise ValueError("this world has no held-out positions")
+            return self._single(n, f"test {split}", self._pool("seen"), heldout_position=True)
         return self._single(n, f"test {split}", self._pool(split))
 
     def prompts(self, templates: list[str] | None = None) -> dict[str, list[str]]:
@@ -190,7 +221,8 @@ class ShapesWorld:
 
     # -- one shape per image
 
-    def _single(self, n: int, stream: str, pool: np.ndarray) -> CaptionedImages:
+    def _single(self, n: int, stream: str, pool: np.ndarray, train: bool = False,
+                heldout_position: bool = False) -> CaptionedImages:
         def rng(name: str) -> np.random.Generator:
             return _rng(self.seed, stream, name)
 
@@ -200,6 +232,14 @@ class ShapesWorld:
         size = rng("size").integers(len(SIZES), size=n)
         diameter = np.round(w * np.array([0.22, 0.40])[size] * rng("diameter").uniform(0.92, 1.08, n)).astype(int)
         position = rng("position").integers(len(POSITIONS), size=n)
+        if train or heldout_position:  # training: redraw among the allowed cells; else only the held-out one
+            if heldout_position:
+                pool = pool[~self._allowed[pool % len(SHAPES)].all(1)]  # shapes that have a held-out cell
+                cls = pool[rng("class").integers(len(pool), size=n)]
+                color, shape = cls // len(SHAPES), cls % len(SHAPES)
+            cells = ~self._allowed[shape] if heldout_position else self._allowed[shape]  # [n, 9]
+            rank = (rng("allowed position").random(n) * cells.sum(1)).astype(int)
+            position = np.argmax(np.cumsum(cells, 1) > rank[:, None], 1)
         grid = np.array([0.27, 0.5, 0.73]) * w
         centre = np.stack([grid[position % 3], grid[position // 3]], 1)
         centre += rng("offset").uniform(-0.03, 0.03, (n, 2)) * w
@@ -209,86 +249,30 @@ class ShapesWorld:
         canvas, rgb = images.numpy(), _jittered_rgb(color, color_jitter)
         for i in range(n):
             paint(canvas[i], SHAPES[shape[i]], diameter[i], rgb[i], *centre[i])
-        captions = _describe(rng, color, shape, size, position, background)
+        said_color = None
+        if train:  # web-like noise: some captions name a wrong colour (never making a held-out pair)
+            said_color = np.repeat(color[:, None], CAPTIONS_PER_IMAGE, 1)
+            wrong = rng("wrong").random(said_color.shape) < WRONG_COLOR_RATE
+            options = self._seen_pairs[:, shape].T.copy()  # [n, colours]: colours seen with this shape
+            options[np.arange(n), color] = False
+            pick = (rng("wrong colour").random(said_color.shape) * options.sum(1)[:, None]).astype(int)
+            replacement = np.argmax(np.cumsum(options, 1)[:, None, :] > pick[..., None], -1)
+            said_color = np.where(wrong, replacement, said_color)
+        captions = _describe(rng, color, shape, size, position, background, said_color)
         attributes = {"color": color, "shape": shape, "size": size, "position": position, "background": background}
         return CaptionedImages(images, captions, torch.from_numpy(cls).long(), list(self.class_names),
                                {k: torch.from_numpy(v).long() for k, v in attributes.items()})
 
-    # -- several shapes per image: CLIP's known weak spots
+    # -- several shapes per image: CLIP's known weak spots (clipedu.data.scenes)
 
     def relations(self, n: int, seed: int = 0, split: str = "seen") -> CaptionedImages:
-        """Two shapes in a spatial relation: "a red circle left of a blue square".
+        """Two shapes in a spatial relation: "a red circle left of a blue square" (`scenes.relations`)."""
+        from clipedu.data.scenes import relations
 
-        labels index RELATIONS; attributes["first"] / ["second"] are the class
-        indices of the two shapes (different colour and different shape), and
-        attributes["swapped"] the hard negative caption with the shapes swapped.
-        """
-        def rng(name: str) -> np.random.Generator:
-            return _rng(self.seed, "relations", seed, split, name)
-
-        w, pool, k = self.image_size, self._pool(split), len(SHAPES)
-        first = pool[rng("first").integers(len(pool), size=n)]
-        # the first candidate that differs in both colour and shape
-        cand = pool[rng("second").integers(len(pool), size=(n, 64))]
-        ok = (cand // k != first[:, None] // k) & (cand % k != first[:, None] % k)
-        if n and not ok.any(1).all():
-            raise ValueError(f"the {split} classes have no two pairs differing in both colour and shape")
-        second = cand[np.arange(n), ok.argmax(1)]
-        relation = rng("relation").integers(len(RELATIONS), size=n)
-        line = rng("line").integers(3, size=n)  # the shared row (or column)
-        cells = np.array([(0, 1), (0, 2), (1, 2)])[rng("cells").integers(3, size=n)]
-        jitter = rng("offset").uniform(-0.02, 0.02, (n, 2, 2)) * w
-        diameter = np.round(0.24 * w * rng("diameter").uniform(0.95, 1.05, (n, 2))).astype(int)
-        color_jitter = rng("colour jitter").uniform(-12, 12, (n, 2, 3))
-
-        grid = np.array([1, 3, 5]) / 6 * w
-        images, _ = _canvases(rng, n, w)
-        canvas, rgb = images.numpy(), _jittered_rgb(np.stack([first, second], 1) // k, color_jitter)
-        captions, swapped = [], []
-        for i in range(n):
-            rel = RELATIONS[relation[i]]
-            lo, hi = cells[i]
-            a_cell, b_cell = (lo, hi) if rel in ("left of", "above") else (hi, lo)
-            for j, (cls, cell) in enumerate(((first[i], a_cell), (second[i], b_cell))):
-                x, y = (cell, line[i]) if rel in ("left of", "right of") else (line[i], cell)
-                paint(canvas[i], SHAPES[cls % k], diameter[i, j], rgb[i, j],
-                       grid[x] + jitter[i, j, 0], grid[y] + jitter[i, j, 1])
-            a, b = self.class_names[first[i]], self.class_names[second[i]]
-            words = dict(r=rel, l=LONG_FORM[rel], i=INVERSE[rel], j=LONG_FORM[INVERSE[rel]])
-            captions.append([fix_articles(t.format(a=a, b=b, **words)) for t in RELATION_TEMPLATES])
-            swapped.append(fix_articles(RELATION_TEMPLATES[0].format(a=b, b=a, **words)))
-        return CaptionedImages(images, captions, torch.from_numpy(relation).long(), list(RELATIONS),
-                               {"first": torch.from_numpy(first).long(), "second": torch.from_numpy(second).long(),
-                                "swapped": swapped})
+        return relations(self, n, seed, split)
 
     def counts(self, n: int, seed: int = 0, split: str = "seen") -> CaptionedImages:
-        """One to four copies of one coloured shape: "three green stars".
+        """One to four copies of one coloured shape: "three green stars" (`scenes.counts`)."""
+        from clipedu.data.scenes import counts
 
-        labels are count - 1 (class_names COUNT_WORDS); attributes["count"] holds
-        the count itself and attributes["object"] the colour-shape class index.
-        """
-        def rng(name: str) -> np.random.Generator:
-            return _rng(self.seed, "counts", seed, split, name)
-
-        w, pool, k = self.image_size, self._pool(split), len(SHAPES)
-        obj = pool[rng("object").integers(len(pool), size=n)]
-        count = rng("count").integers(1, 5, size=n)
-        cells = np.argsort(rng("cells").random((n, 9)), 1)  # the first `count` cells are used
-        jitter = rng("offset").uniform(-0.025, 0.025, (n, 4, 2)) * w
-        diameter = np.round(0.2 * w * rng("diameter").uniform(0.95, 1.05, n)).astype(int)
-        color_jitter = rng("colour jitter").uniform(-12, 12, (n, 3))
-
-        grid = np.array([1, 3, 5]) / 6 * w
-        images, _ = _canvases(rng, n, w)
-        canvas, rgb = images.numpy(), _jittered_rgb(obj // k, color_jitter)
-        captions = []
-        for i in range(n):
-            c, s = COLORS[obj[i] // k], SHAPES[obj[i] % k]
-            for j in range(count[i]):
-                paint(canvas[i], s, diameter[i], rgb[i], grid[cells[i, j] % 3] + jitter[i, j, 0],
-                       grid[cells[i, j] // 3] + jitter[i, j, 1])
-            templates, noun = (ONE_TEMPLATES, s) if count[i] == 1 else (COUNT_TEMPLATES, PLURALS[s])
-            captions.append([fix_articles(t.format(w=COUNT_WORDS[count[i] - 1], k=count[i], c=c, s=noun))
-                             for t in templates])
-        return CaptionedImages(images, captions, torch.from_numpy(count - 1).long(), list(COUNT_WORDS),
-                               {"count": torch.from_numpy(count).long(), "object": torch.from_numpy(obj).long()})
+        return counts(self, n, seed, split)

@@ -32,6 +32,8 @@ from clipedu.loss import (
     check_scalar,
     clip_loss,
     logits_matrix,
+    multi_positive_clip_loss,
+    multi_positive_loss,
     siglip_loss,
 )
 
@@ -162,6 +164,7 @@ def local_clip_loss(
     all_text_features: torch.Tensor,
     logit_scale: torch.Tensor | float,
     rank: int,
+    positives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Rank `rank`'s rows of CLIP's loss, given the already gathered global batch (no communication).
 
@@ -178,6 +181,9 @@ def local_clip_loss(
     _check_rank_block(n, all_text_features.shape[0], rank)
     logits_per_image = logits_matrix(image_features, all_text_features, logit_scale)  # [n, N]
     logits_per_text = logits_matrix(text_features, all_image_features, logit_scale)  # [n, N]
+    if positives is not None:  # several right answers per row: the global [N, N] matrix, sliced to these rows
+        rows = slice(rank * n, (rank + 1) * n)
+        return multi_positive_loss(logits_per_image, logits_per_text, positives[rows], positives[:, rows].T)
     labels = torch.arange(n, device=image_features.device) + rank * n
     return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
 
@@ -209,6 +215,7 @@ def distributed_clip_loss(
     state: DistState,
     local_loss: bool = True,
     gather_with_grad: bool = True,
+    positives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """This rank's share of CLIP's loss over the global batch: gather, then `local_clip_loss`.
 
@@ -218,13 +225,17 @@ def distributed_clip_loss(
     the single-process gradient (docs/distributed.md has the argument).
     local_loss=False builds the full N x N matrix on every rank (quadratic
     memory; open_clip's default). With world_size 1 this is `clip_loss`.
+    positives, a bool [N, N] over the global batch, gives the multi-positive loss
+    (`clipedu.loss.multi_positive_clip_loss`) instead.
     """
-    if state.world_size == 1:
+    if state.world_size == 1 or not local_loss:
+        if state.world_size > 1:
+            image_features, text_features = gather_features(image_features, text_features, state, gather_with_grad)
+        if positives is not None:
+            return multi_positive_clip_loss(image_features, text_features, logit_scale, positives)
         return clip_loss(image_features, text_features, logit_scale)
     all_images, all_texts = gather_features(image_features, text_features, state, gather_with_grad)
-    if not local_loss:
-        return clip_loss(all_images, all_texts, logit_scale)
-    return local_clip_loss(image_features, text_features, all_images, all_texts, logit_scale, state.rank)
+    return local_clip_loss(image_features, text_features, all_images, all_texts, logit_scale, state.rank, positives)
 
 
 def distributed_siglip_loss(image_features: torch.Tensor, text_features: torch.Tensor,
