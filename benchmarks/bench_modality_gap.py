@@ -96,7 +96,7 @@ def main() -> None:
     png = Path(args.png)
     start = time.perf_counter()
     s = setup("shapes-tiny", train_size=args.train_size, eval_size=args.eval_size, batch_size=args.batch_size,
-              steps=args.steps, warmup_steps=max(1, args.steps // 10), lr=args.lr)
+              steps=args.steps, warmup_steps=max(1, args.steps // 10), lr=args.lr, image_size=32, positives="diagonal")
 
     results = []
     for seed in args.seeds:

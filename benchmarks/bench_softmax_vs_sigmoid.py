@@ -84,7 +84,7 @@ def main() -> None:
     png = Path(args.png)
     start = time.perf_counter()
 
-    s = setup("shapes-tiny", train_size=args.train_size, eval_size=args.eval_size)
+    s = setup("shapes-tiny", train_size=args.train_size, eval_size=args.eval_size, image_size=32, positives="diagonal")
     results = []
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)

@@ -46,7 +46,7 @@ def tiny_config(tiny_vit) -> dict:
     """
     return dict(train_size=300, eval_size=40, image_size=24, context_length=24, vocab_size=600, batch_size=16,
                 lr=2e-3, warmup_steps=2, weight_decay=0.2, augment=False, model="course-vit",
-                model_overrides=dict(tiny_vit))
+                model_overrides=dict(tiny_vit), positives="diagonal")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from clipedu.zeroshot import (
 
 # The model of tests/conftest.py's tiny_vit, on 200 images.
 TINY = dict(train_size=200, eval_size=40, image_size=24, context_length=24, vocab_size=600, batch_size=16,
-            warmup_steps=2, lr=3e-3, model="course-vit")
+            warmup_steps=2, lr=3e-3, model="course-vit", positives="diagonal")
 
 
 @pytest.fixture(scope="module")

@@ -111,7 +111,7 @@ def test_accumulated_gradient_equals_full_batch_gradient(tiny_config):
 
     def grads(accum):
         model.zero_grad()
-        loss = contrastive_backward(model, images, tokens, accum, DistState(), no_autocast)
+        loss = contrastive_backward(model, images, tokens, accum_steps=accum, dist=DistState(), autocast=no_autocast)
         return loss, {n: p.grad.clone() for n, p in model.named_parameters()}
 
     full_loss, full = grads(1)
@@ -245,7 +245,9 @@ def test_the_course_preset_follows_the_device(monkeypatch):
     monkeypatch.setattr(presets.torch.cuda, "is_available", lambda: True)
     assert presets.course_preset() == "shapes-gpu"
     gpu, cpu = get_preset("shapes-gpu"), get_preset("shapes-tiny")
-    assert gpu.image_size > cpu.image_size and gpu.batch_size > cpu.batch_size  # the larger configuration
+    assert gpu.image_size >= cpu.image_size and gpu.batch_size > cpu.batch_size  # the larger configuration
+    assert gpu.model_overrides["vision_width"] > cpu.model_overrides["vision_width"]
+    assert gpu.positives == cpu.positives  # the same targets
     assert gpu.model == cpu.model  # the same family, which the CPU runs show to generalise
 
 

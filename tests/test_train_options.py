@@ -56,7 +56,8 @@ def test_contrastive_backward_computes_the_chosen_loss_and_accumulates_it_exactl
         grads = []
         for accum in (1, 2):
             model.zero_grad()
-            got = contrastive_backward(model, images, tokens, accum, DistState(), contextlib.nullcontext())
+            got = contrastive_backward(model, images, tokens, accum_steps=accum, dist=DistState(),
+                                       autocast=contextlib.nullcontext())
             assert got == pytest.approx(want, rel=1e-5), (loss_name, accum)
             grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
         assert grads[0].keys() == grads[1].keys()

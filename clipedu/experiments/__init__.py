@@ -10,4 +10,6 @@ data and train, never the other way round.
     runs.py         short controlled runs: SigLIP and its bias, fixed temperatures (18-20)
     gap.py          the modality gap, measured, closed and widened (19)
     prompts.py      prompt engineering measured: templates, greedy ensembles, error bars (20; paper 3.1.4)
+    positives.py    false negatives in a trained model's batches: loss floor, in-batch accuracy (08, 13)
+    evidence.py     mean +/- standard error over seeds, paired differences, words as strong as the error bars
 """

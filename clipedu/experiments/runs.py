@@ -75,6 +75,9 @@ def build_run_model(config: TrainConfig, vocab_size: int, loss: str = "clip", te
     """
     if temperature is not None and temperature <= 0:
         raise ValueError(f"the temperature must be positive, got {temperature}")
+    if loss == "siglip" and config.positives != "diagonal":
+        raise ValueError(f"the siglip loss has one positive per pair: set positives='diagonal' in the setup "
+                         f"(it is {config.positives!r})")
     if bias == "balanced":
         bias = balanced_bias(config.batch_size)
     config = apply_overrides(config, loss=loss, learn_temperature=temperature is None)

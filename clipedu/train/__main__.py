@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from clipedu.train.config import PRESETS
+from clipedu.train.config import POSITIVES, PRESETS
 from clipedu.train.loop import train
 
 
@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stop-after", type=int, dest="stop_after", help="end after this step, as if interrupted")
     p.add_argument("--accum-steps", type=int, dest="accum_steps", help="micro-batches per step")
     p.add_argument("--data", dest="data_dir", help="your data folder (preset captions-folder)")
+    p.add_argument("--positives", choices=POSITIVES,
+                   help="diagonal: one right caption per image (CLIP); compatible: every caption of the batch "
+                        "that is true of the image counts as right (multi-positive loss; shapes data only)")
     p.add_argument("--init", help="fine-tune the weights in this file (any format clipedu.weights.load_clip reads)")
     p.add_argument("--lock-image", action="store_true", dest="lock_image",
                    help="freeze the image tower: train the text tower only (LiT)")
@@ -53,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     fields = ("steps", "batch_size", "lr", "warmup_steps", "weight_decay", "seed", "device", "save_every",
-              "eval_every", "stop_after", "accum_steps", "data_dir", "init")
+              "eval_every", "stop_after", "accum_steps", "data_dir", "init", "positives")
     overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
     overrides.update({k: True for k in ("lock_image", "allow_torchscript") if getattr(args, k)})
     preset = args.preset or ("captions-folder" if args.init else "shapes-tiny")

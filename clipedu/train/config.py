@@ -17,7 +17,8 @@ import torch
 from clipedu.model import CONFIGS, CLIPConfig, get_config
 
 DATA_SOURCES = ("shapes", "shapes-multi", "digits", "captions-folder")
-LOSSES = ("clip", "siglip")  # the paper's softmax loss; SigLIP's sigmoid loss with a learned bias
+LOSSES = ("clip", "siglip")
+POSITIVES = ("diagonal", "compatible")  # one right caption per image; or every caption in the batch true of it  # the paper's softmax loss; SigLIP's sigmoid loss with a learned bias
 MAX_LOGIT_SCALE = 100.0  # the paper's clamp on exp(t): the temperature stays >= 1/100
 
 # Fields that steer a run without changing what it computes: they may differ
@@ -25,7 +26,7 @@ MAX_LOGIT_SCALE = 100.0  # the paper's clamp on exp(t): the temperature stays >=
 RUN_CONTROL_FIELDS = ("device", "eval_every", "save_every", "stop_after", "allow_torchscript")
 # Fields added for fine-tuning, written to checkpoints only when set: the checkpoints of runs from
 # scratch, saved before these fields existed, still match their configs (and are not retrained).
-OPTIONAL_FIELDS = {"init": None, "lock_image": False, "allow_torchscript": False}
+OPTIONAL_FIELDS = {"init": None, "lock_image": False, "allow_torchscript": False, "positives": "diagonal"}
 
 
 @dataclass
@@ -50,6 +51,9 @@ class TrainConfig:
     init_temperature: float = 0.07  # the paper's initial tau; logit_scale = ln(1 / tau)
     learn_temperature: bool = True  # False: tau stays at init_temperature (notebook 19)
     loss: str = "clip"  # one of LOSSES: "siglip" is the sigmoid loss (notebook 18)
+    # "compatible": the targets of a row spread over every caption of the batch that is true of its
+    # image (clipedu.loss.multi_positive_clip_loss; needs data="shapes", whose captions know their meaning)
+    positives: str = "diagonal"
 
     # fine-tuning a pretrained model (finetune_config)
     init: str | None = None  # a weights file clipedu.weights.load_clip reads; None: train from scratch
@@ -92,21 +96,20 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # The course default: trains on a 2-core CPU in about two and a half minutes
-    # and classifies held-out colour-shape compositions zero-shot. A small ResNet
-    # (BatchNorm, 8 channels wide); the held-out accuracy climbs late, after the
-    # seen pairs are learnt, so the schedule is long rather than the model big.
-    # The long warmup (500 steps) matters: with 50, some seeds sat for 1000+
-    # steps knowing colour but not shape and ended at 0.5-0.85 held-out
-    # (benchmarks/bench_shapes_tiny.py runs several seeds).
+    # The course default: trains from scratch in under three minutes on a 2-core CPU, for every seed
+    # and thread count (benchmarks/bench_course_model.py). A small ResNet (BatchNorm, 8 channels wide) at
+    # 64 px: its last feature map is 2 x 2, so the attention pool can tell where a shape is (at 32 px it
+    # is 1 x 1). Multi-positive targets (positives="compatible"): in this world most rows of a batch of
+    # 64 have another caption that is true of their image, and with CLIP's one-positive targets the model
+    # left position at chance and learnt the held-out pairs late (benchmarks/bench_positives.py).
     "shapes-tiny": TrainConfig(
         preset="shapes-tiny",
-        image_size=32, context_length=16,
+        image_size=64, context_length=16,
         model="course-rn",
         model_overrides=dict(embed_dim=64, vision_layers=(1, 1, 1, 1), vision_width=8,
                              transformer_width=64, transformer_heads=2, transformer_layers=1),
-        steps=4000, batch_size=64, lr=3e-3, warmup_steps=500, weight_decay=0.1,
-        eval_every=500,
+        steps=1800, batch_size=64, lr=3e-3, warmup_steps=200, weight_decay=0.1, positives="compatible",
+        eval_every=300,
     ),
     # The same world at 64 px, a wider ResNet and a bigger batch: the course's model on a GPU.
     "shapes-gpu": TrainConfig(
@@ -115,7 +118,7 @@ PRESETS: dict[str, TrainConfig] = {
         model="course-rn",
         model_overrides=dict(embed_dim=128, vision_layers=(1, 1, 1, 1), vision_width=32,
                              transformer_width=128, transformer_heads=2, transformer_layers=2),
-        steps=4000, batch_size=256, lr=2e-3, warmup_steps=100, weight_decay=0.1,
+        steps=4000, batch_size=256, lr=2e-3, warmup_steps=100, weight_decay=0.1, positives="compatible",
         eval_every=500, save_every=1000,
     ),
     # Single shapes mixed with two-shape relations and counts of 1 to 4: the

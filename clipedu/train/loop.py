@@ -30,8 +30,10 @@ from torch import nn
 
 from clipedu import transforms
 from clipedu.checkpoint import unwrap
+from clipedu.data.meaning import compatible
+from clipedu.data.negatives import false_negative_rate
 from clipedu.data.sampler import UniqueCaptionBatchSampler
-from clipedu.loss import clamp_logit_scale, clip_loss, siglip_loss
+from clipedu.loss import clamp_logit_scale, clip_loss, multi_positive_clip_loss, siglip_loss
 from clipedu.tokenizer import caption_token_table
 from clipedu.train.batchnorm import convert_batchnorm
 from clipedu.train.config import TrainConfig
@@ -64,9 +66,16 @@ PROGRESS_INTERVAL = 1.0  # seconds between progress-bar redraws
 # ------------------------------------------------------------------ one step
 
 def step_inputs(data: TrainData, tokens: torch.Tensor, sampler, config: TrainConfig, step: int,
-                dist: DistState, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """This process's slice of the step's global batch: normalised images and caption tokens."""
+                dist: DistState, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
+    """This process's slice of the step's global batch: normalised images and caption tokens, and with
+    positives="compatible" the bool [N, N] matrix of the global batch: caption j is true of image i."""
     image_idx, caption_idx = sampler.batch(step)
+    positives = None
+    if config.positives == "compatible":
+        image_values, caption_values = data.meaning
+        positives = compatible(image_values[image_idx], caption_values[image_idx, caption_idx])
+        positives.fill_diagonal_(True)  # a pair is a positive even when its caption is noise
+        positives = positives.to(device)
     n = len(image_idx)
     local = slice(dist.rank * n // dist.world_size, (dist.rank + 1) * n // dist.world_size)
     images = data.train.images[image_idx[local]].to(device)  # uint8: 4x less to copy than float
@@ -74,12 +83,14 @@ def step_inputs(data: TrainData, tokens: torch.Tensor, sampler, config: TrainCon
         positions = torch.arange(n)[local]
         images = transforms.random_crop(images, config.image_size,
                                         transforms.augment_seeds(config.seed, positions, step))
-    return transforms.normalize(images), tokens[image_idx[local], caption_idx[local]].to(device)
+    batch = (transforms.normalize(images), tokens[image_idx[local], caption_idx[local]].to(device))
+    return batch if positives is None else (*batch, positives)
 
 
-def contrastive_loss(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """CLIP's loss on one batch, or SigLIP's when the model has a `logit_bias`."""
-    return batch_loss(*model(images, tokens), unwrap(model).logit_bias)
+def contrastive_loss(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor,
+                     positives: torch.Tensor | None = None) -> torch.Tensor:
+    """CLIP's loss on one batch (multi-positive with `positives`), or SigLIP's when the model has a `logit_bias`."""
+    return batch_loss(*model(images, tokens), unwrap(model).logit_bias, positives=positives)
 
 
 def train_step(model: nn.Module, batch: tuple, optimizer: torch.optim.Optimizer,
@@ -122,19 +133,27 @@ def step_record(model: nn.Module, step: int, images_seen: int, seconds: float, l
 
 
 def batch_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
-               dist: DistState | None = None) -> torch.Tensor:
+               dist: DistState | None = None, positives: torch.Tensor | None = None) -> torch.Tensor:
     """This process's share of CLIP's softmax loss, or SigLIP's sigmoid loss when a bias is given:
-    `clipedu.loss` on one process; on several, each gathers the others' features first."""
+    `clipedu.loss` on one process; on several, each gathers the others' features first.
+    positives (bool [N, N] over the global batch): the multi-positive loss instead of CLIP's."""
+    if bias is not None and positives is not None:
+        raise ValueError("positives='compatible' needs the clip loss; the siglip loss has one positive per row")
     if dist is None or dist.world_size == 1:
-        return clip_loss(img, txt, scale) if bias is None else siglip_loss(img, txt, scale, bias)
+        if bias is not None:
+            return siglip_loss(img, txt, scale, bias)
+        return clip_loss(img, txt, scale) if positives is None else multi_positive_clip_loss(img, txt, scale, positives)
     if bias is None:
-        return distributed_clip_loss(img, txt, scale, dist)
+        return distributed_clip_loss(img, txt, scale, dist, positives=positives)
     return distributed_siglip_loss(img, txt, scale, bias, dist)
 
 
-def contrastive_backward(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor, accum_steps: int = 1,
+def contrastive_backward(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor,
+                         positives: torch.Tensor | None = None, accum_steps: int = 1,
                          dist: DistState | None = None, autocast=None) -> float:
     """`contrastive_loss` over the (local slice of the) global batch, left as gradients in .grad.
+
+    positives (bool [N, N] over the global batch, from `step_inputs`): the multi-positive loss.
 
     With accum_steps M > 1 (open_clip's recipe): embed all M micro-batches without
     gradient first, then re-embed one micro-batch at a time with gradient and score
@@ -150,7 +169,7 @@ def contrastive_backward(model: nn.Module, images: torch.Tensor, tokens: torch.T
     if accum_steps == 1:
         with autocast:
             img, txt, scale = model(images, tokens)
-        value = batch_loss(img.float(), txt.float(), scale.float(), bias, dist)
+        value = batch_loss(img.float(), txt.float(), scale.float(), bias, dist, positives)
         value.backward()
     else:
         image_chunks, token_chunks = images.chunk(accum_steps), tokens.chunk(accum_steps)
@@ -166,7 +185,7 @@ def contrastive_backward(model: nn.Module, images: torch.Tensor, tokens: torch.T
                 txt = torch.cat([c[1] for c in cached[:j]] + [txt_j] + [c[1] for c in cached[j + 1:]]).float()
                 scale_j = scale.float() if last else scale.float().detach()
                 bias_j = bias if bias is None or last else bias.detach()
-                value = batch_loss(img, txt, scale_j, bias_j, dist)
+                value = batch_loss(img, txt, scale_j, bias_j, dist, positives)
                 value.backward()
     # each process holds the loss of its rows: log the mean over processes
     return value.item() if dist.world_size == 1 else all_reduce_mean(value, dist).item()
@@ -289,6 +308,8 @@ def train(config: TrainConfig | str = "shapes-tiny", out_dir: str | Path | None 
              "completed": True}
     if evaluate_model and dist.is_main:
         final.update(evaluate(model, tokenizer, data))
+        if data.meaning is not None:  # the share of rows whose batch holds another caption true of their image
+            final["false_negative_rate"] = round(false_negative_rate(sampler, *data.meaning, steps=min(50, len(sampler))), 4)
         if state.history and state.history[-1]["step"] == done:
             state.history[-1].update({k: v for k, v in final.items() if k not in state.history[-1]})
     state.write_metrics(final)

@@ -21,6 +21,7 @@ from clipedu.tokenizer import BPETokenizer, clip_tokenizer
 from clipedu.train.config import (
     DATA_SOURCES,
     LOSSES,
+    POSITIVES,
     TrainConfig,
     apply_overrides,
     explicit_fields,
@@ -37,13 +38,17 @@ class TrainData:
 
     zeroshot_sets maps a metric name ("zeroshot_acc", "zeroshot_heldout_acc") to a
     labelled test set whose labels index `class_prompts` (one prompt list per class).
-    retrieval_set is a held-out captioned set for Recall@K.
+    retrieval_set is a held-out captioned set for Recall@K. For the shapes world, `meaning`
+    holds what each training image shows and each caption states (`clipedu.data.meaning`:
+    image_table [N, 5], meaning_table [N, K, 5]), and `hard` the hard evaluation suite.
     """
 
     train: CaptionedImages
     zeroshot_sets: dict[str, CaptionedImages]
     class_prompts: list[list[str]] | None
     retrieval_set: CaptionedImages
+    meaning: tuple[torch.Tensor, torch.Tensor] | None = None
+    hard: CaptionedImages | None = None
 
 
 def _load_folder(root: str | None, image_size: int) -> CaptionedImages:
@@ -67,14 +72,16 @@ def _subset(data: CaptionedImages, index: slice) -> CaptionedImages:
 def load_data(config: TrainConfig) -> TrainData:
     """Generate or read the datasets a config names."""
     if config.data == "shapes":
+        from clipedu.data.meaning import image_table, meaning_table
         from clipedu.data.shapes import ShapesWorld
 
         world = ShapesWorld(seed=config.data_seed, image_size=config.image_size)
-        seen = world.test(config.eval_size, "seen")
+        train, seen = world.train(config.train_size), world.test(config.eval_size, "seen")
         prompts = world.prompts()
-        return TrainData(world.train(config.train_size),
-                         {"zeroshot_acc": seen, "zeroshot_heldout_acc": world.test(config.eval_size, "heldout")},
-                         [prompts[name] for name in world.class_names], seen)
+        return TrainData(train, {"zeroshot_acc": seen, "zeroshot_heldout_acc": world.test(config.eval_size, "heldout")},
+                         [prompts[name] for name in world.class_names], seen,
+                         meaning=(image_table(train.attributes), meaning_table(train.captions)),
+                         hard=world.test(config.eval_size, "all"))
     if config.data == "shapes-multi":
         from clipedu.data.shapes import ShapesWorld
 
@@ -177,6 +184,14 @@ def check_config(config: TrainConfig, data: TrainData, dist: DistState) -> None:
                          f"{config.accum_steps} accumulation steps")
     if config.stop_after is not None and not 0 < config.stop_after <= config.steps:
         raise ValueError(f"stop_after={config.stop_after} must lie in 1..steps={config.steps}")
+    if config.positives not in POSITIVES:
+        raise ValueError(f"unknown positives {config.positives!r}; choose one of {', '.join(POSITIVES)}")
+    if config.positives == "compatible":
+        if data.meaning is None:
+            raise ValueError(f"positives='compatible' needs captions whose meaning is known (data='shapes'); "
+                             f"data={config.data!r} has none: use --positives diagonal")
+        if config.loss != "clip":
+            raise ValueError("positives='compatible' needs the clip loss; the siglip loss has one positive per row")
 
 
 
