@@ -96,19 +96,19 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # The course default: trains from scratch in under three minutes on a 2-core CPU, for every seed
-    # and thread count (benchmarks/bench_course_model.py). A small ResNet (BatchNorm, 8 channels wide) at
-    # 64 px: its last feature map is 2 x 2, so the attention pool can tell where a shape is (at 32 px it
-    # is 1 x 1). Multi-positive targets (positives="compatible"): in this world most rows of a batch of
-    # 64 have another caption that is true of their image, and with CLIP's one-positive targets the model
-    # left position at chance and learnt the held-out pairs late (benchmarks/bench_positives.py).
+    # The course default: trains from scratch in about two and a half minutes on a 2-core CPU
+    # (benchmarks/bench_course_model.py runs seeds 0-4 on 1, 2 and 4 threads). A small ResNet (BatchNorm,
+    # 8 channels wide) at 64 px: its last feature map is 2 x 2, so the attention pool could tell where a
+    # shape is (at 32 px it is 1 x 1). Multi-positive targets (positives="compatible"): in this world most
+    # rows of a batch of 64 have another caption that is true of their image (benchmarks/bench_positives.py
+    # compares CLIP's one-positive targets on 3 seeds).
     "shapes-tiny": TrainConfig(
         preset="shapes-tiny",
         image_size=64, context_length=16,
         model="course-rn",
         model_overrides=dict(embed_dim=64, vision_layers=(1, 1, 1, 1), vision_width=8,
                              transformer_width=64, transformer_heads=2, transformer_layers=1),
-        steps=1800, batch_size=64, lr=3e-3, warmup_steps=200, weight_decay=0.1, positives="compatible",
+        steps=2200, batch_size=64, lr=3e-3, warmup_steps=200, weight_decay=0.1, positives="compatible",
         eval_every=300,
     ),
     # The same world at 64 px, a wider ResNet and a bigger batch: the course's model on a GPU.
