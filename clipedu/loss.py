@@ -92,7 +92,7 @@ def multi_positive_loss(logits_per_image: torch.Tensor, logits_per_text: torch.T
                              f"got {pos.dtype} {tuple(pos.shape)}")
         if not pos.any(1).all():
             raise ValueError(f"every {name} row needs at least one positive (its own pair)")
-    targets = [pos.float() / pos.sum(1, keepdim=True) for pos in (image_positives, text_positives)]
+    targets = [pos.to(logits_per_image.dtype) / pos.sum(1, keepdim=True) for pos in (image_positives, text_positives)]
     return (F.cross_entropy(logits_per_image, targets[0]) + F.cross_entropy(logits_per_text, targets[1])) / 2
 
 

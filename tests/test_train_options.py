@@ -148,13 +148,13 @@ def test_a_loss_fn_that_backpropagates_itself_is_not_backpropagated_again(tiny_c
 
 
 def test_one_process_scores_with_clipedu_loss_not_the_distributed_module(tmp_path, monkeypatch, tiny_run):
-    import clipedu.train.loop as loop
+    import clipedu.train.contrastive as contrastive
 
     def refuse(*args, **kwargs):
         raise AssertionError("a single-process run went through clipedu.train.distributed's loss")
 
     for name in ("distributed_clip_loss", "distributed_siglip_loss", "all_reduce_mean"):
-        monkeypatch.setattr(loop, name, refuse)
+        monkeypatch.setattr(contrastive, name, refuse)
     tiny_run(tmp_path / "clip", steps=2, evaluate_model=False)
     tiny_run(tmp_path / "siglip", steps=2, loss="siglip", accum_steps=2, evaluate_model=False)
 

@@ -9,11 +9,19 @@ never ambiguous.
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
+COLORS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink"]
+# saturated RGB values whose hues are at least ~30 degrees apart
+RGB = {"red": (220, 30, 30), "orange": (255, 140, 0), "yellow": (240, 210, 20),
+       "green": (40, 180, 50), "cyan": (0, 195, 205), "blue": (30, 80, 230),
+       "purple": (140, 50, 200), "pink": (255, 90, 180)}
 SHAPES = ["circle", "square", "triangle", "star", "cross", "heart"]
 BACKGROUNDS = ["white", "black", "grey", "striped", "checkered"]
 BACKGROUND_VARIANTS = 8  # brightnesses (plain) or orientations and phases (textures) of each background
@@ -92,3 +100,28 @@ def paint(out: np.ndarray, shape: str, diameter: int, rgb: np.ndarray, cx: float
     region = out[:, y0:y0 + diameter, x0:x0 + diameter].astype(np.float32)
     region += (rgb[:, None, None] - region) * mask
     out[:, y0:y0 + diameter, x0:x0 + diameter] = (region + 0.5).astype(np.uint8)
+
+
+def keyed_rng(*keys: int | str) -> np.random.Generator:
+    """A numpy generator keyed by (seed, stream name, ...): one stream per purpose."""
+    ints = [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys]
+    return np.random.default_rng(ints)
+
+
+def canvases(rng: Callable[[str], np.random.Generator], n: int, size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """n random backgrounds: the uint8 tensor [n, 3, size, size] and each one's kind.
+
+    Draw on `images.numpy()`, a view of the same memory.
+    """
+    kind = rng("background").integers(len(BACKGROUNDS), size=n)
+    variant = rng("background variant").integers(BACKGROUND_VARIANTS, size=n)
+    # torch's allocator maps big buffers faster than numpy's (first-touch page faults)
+    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
+    np.take(background_bank(size), kind * BACKGROUND_VARIANTS + variant, axis=0, out=images.numpy())
+    return images, kind
+
+
+def jittered_rgb(color: np.ndarray, jitter: np.ndarray) -> np.ndarray:
+    """float32 RGB of colour indices `color` plus per-channel jitter (same leading shape)."""
+    base = np.array([RGB[c] for c in COLORS], dtype=np.float32)
+    return np.clip(base[color] + jitter, 0, 255).astype(np.float32)

@@ -1,7 +1,8 @@
 """Scenes with several shapes: spatial relations and counts, CLIP's known weak spots (paper section 6).
 
-`ShapesWorld.relations` and `ShapesWorld.counts` call these; they draw with
-the same palette, backgrounds and random streams as the single shapes.
+`ShapesWorld.relations` and `ShapesWorld.counts` call these with the world
+(`world`: a ShapesWorld, for its seed, image size and class pools); they draw
+with the same palette, backgrounds and random streams as the single shapes.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ import numpy as np
 import torch
 
 from clipedu.data.contract import CaptionedImages
-from clipedu.data.render import SHAPES, paint
-from clipedu.data.shapes import COLORS, COUNT_WORDS, RELATIONS, ShapesWorld, _canvases, _jittered_rgb, _rng
+from clipedu.data.render import COLORS, SHAPES, canvases, jittered_rgb, keyed_rng, paint
 from clipedu.data.words import (
     COUNT_TEMPLATES,
     INVERSE,
@@ -22,8 +22,11 @@ from clipedu.data.words import (
     fix_articles,
 )
 
+RELATIONS = ["left of", "right of", "above", "below"]
+COUNT_WORDS = ["one", "two", "three", "four"]
 
-def relations(world: ShapesWorld, n: int, seed: int = 0, split: str = "seen") -> CaptionedImages:
+
+def relations(world, n: int, seed: int = 0, split: str = "seen") -> CaptionedImages:
     """Two shapes in a spatial relation: "a red circle left of a blue square".
 
     labels index RELATIONS; attributes["first"] / ["second"] are the class
@@ -31,9 +34,9 @@ def relations(world: ShapesWorld, n: int, seed: int = 0, split: str = "seen") ->
     attributes["swapped"] the hard negative caption with the shapes swapped.
     """
     def rng(name: str) -> np.random.Generator:
-        return _rng(world.seed, "relations", seed, split, name)
+        return keyed_rng(world.seed, "relations", seed, split, name)
 
-    w, pool, k = world.image_size, world._pool(split), len(SHAPES)
+    w, pool, k = world.image_size, world.class_pool(split), len(SHAPES)
     first = pool[rng("first").integers(len(pool), size=n)]
     # the first candidate that differs in both colour and shape
     cand = pool[rng("second").integers(len(pool), size=(n, 64))]
@@ -49,8 +52,8 @@ def relations(world: ShapesWorld, n: int, seed: int = 0, split: str = "seen") ->
     color_jitter = rng("colour jitter").uniform(-12, 12, (n, 2, 3))
 
     grid = np.array([1, 3, 5]) / 6 * w
-    images, _ = _canvases(rng, n, w)
-    canvas, rgb = images.numpy(), _jittered_rgb(np.stack([first, second], 1) // k, color_jitter)
+    images, _ = canvases(rng, n, w)
+    canvas, rgb = images.numpy(), jittered_rgb(np.stack([first, second], 1) // k, color_jitter)
     captions, swapped = [], []
     for i in range(n):
         rel = RELATIONS[relation[i]]
@@ -68,16 +71,16 @@ def relations(world: ShapesWorld, n: int, seed: int = 0, split: str = "seen") ->
                            {"first": torch.from_numpy(first).long(), "second": torch.from_numpy(second).long(),
                             "swapped": swapped})
 
-def counts(world: ShapesWorld, n: int, seed: int = 0, split: str = "seen") -> CaptionedImages:
+def counts(world, n: int, seed: int = 0, split: str = "seen") -> CaptionedImages:
     """One to four copies of one coloured shape: "three green stars".
 
     labels are count - 1 (class_names COUNT_WORDS); attributes["count"] holds
     the count itself and attributes["object"] the colour-shape class index.
     """
     def rng(name: str) -> np.random.Generator:
-        return _rng(world.seed, "counts", seed, split, name)
+        return keyed_rng(world.seed, "counts", seed, split, name)
 
-    w, pool, k = world.image_size, world._pool(split), len(SHAPES)
+    w, pool, k = world.image_size, world.class_pool(split), len(SHAPES)
     obj = pool[rng("object").integers(len(pool), size=n)]
     count = rng("count").integers(1, 5, size=n)
     cells = np.argsort(rng("cells").random((n, 9)), 1)  # the first `count` cells are used
@@ -86,8 +89,8 @@ def counts(world: ShapesWorld, n: int, seed: int = 0, split: str = "seen") -> Ca
     color_jitter = rng("colour jitter").uniform(-12, 12, (n, 3))
 
     grid = np.array([1, 3, 5]) / 6 * w
-    images, _ = _canvases(rng, n, w)
-    canvas, rgb = images.numpy(), _jittered_rgb(obj // k, color_jitter)
+    images, _ = canvases(rng, n, w)
+    canvas, rgb = images.numpy(), jittered_rgb(obj // k, color_jitter)
     captions = []
     for i in range(n):
         c, s = COLORS[obj[i] // k], SHAPES[obj[i] % k]

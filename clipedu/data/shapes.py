@@ -34,14 +34,14 @@ version is a hard negative made of the same words) and counting.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from clipedu.data.contract import CaptionedImages
-from clipedu.data.render import BACKGROUND_VARIANTS, BACKGROUNDS, SHAPES, background_bank, paint
+from clipedu.data.render import BACKGROUNDS, COLORS, RGB, SHAPES, canvases, jittered_rgb, keyed_rng, paint  # noqa: F401
+from clipedu.data.scenes import COUNT_WORDS, RELATIONS, counts, relations  # noqa: F401  (the world's names, here)
 from clipedu.data.words import (
     BACKGROUND_WORDS,
     CANONICAL_WORD_PROB,
@@ -56,17 +56,9 @@ from clipedu.data.words import (
     fix_articles,
 )
 
-COLORS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink"]
 SIZES = ["small", "large"]
 POSITIONS = ["top left", "top", "top right", "left", "centre", "right",
              "bottom left", "bottom", "bottom right"]  # a 3x3 grid, row by row
-RELATIONS = ["left of", "right of", "above", "below"]
-COUNT_WORDS = ["one", "two", "three", "four"]
-
-# saturated RGB values whose hues are at least ~30 degrees apart
-RGB = {"red": (220, 30, 30), "orange": (255, 140, 0), "yellow": (240, 210, 20),
-       "green": (40, 180, 50), "cyan": (0, 195, 205), "blue": (30, 80, 230),
-       "purple": (140, 50, 200), "pink": (255, 90, 180)}
 
 # one pair per colour; every colour and shape keeps >= 5 seen partners
 DEFAULT_HELDOUT = [("red", "square"), ("orange", "star"), ("yellow", "heart"),
@@ -76,32 +68,7 @@ DEFAULT_HELDOUT = [("red", "square"), ("orange", "star"), ("yellow", "heart"),
 DEFAULT_HELDOUT_POSITIONS = [("circle", "top left"), ("square", "bottom right"), ("triangle", "top right"),
                              ("star", "bottom left"), ("cross", "top"), ("heart", "bottom")]
 
-def _rng(*keys: int | str) -> np.random.Generator:
-    """A numpy generator keyed by (seed, stream name, ...): one stream per purpose."""
-    ints = [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys]
-    return np.random.default_rng(ints)
-
-
-# ------------------------------------------------------------------ drawing
-
-def _canvases(rng: Callable[[str], np.random.Generator], n: int, size: int) -> tuple[torch.Tensor, np.ndarray]:
-    """n random backgrounds: the uint8 tensor [n, 3, size, size] and each one's kind.
-
-    Draw on `images.numpy()`, a view of the same memory.
-    """
-    kind = rng("background").integers(len(BACKGROUNDS), size=n)
-    variant = rng("background variant").integers(BACKGROUND_VARIANTS, size=n)
-    # torch's allocator maps big buffers faster than numpy's (first-touch page faults)
-    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
-    np.take(background_bank(size), kind * BACKGROUND_VARIANTS + variant, axis=0, out=images.numpy())
-    return images, kind
-
-
-def _jittered_rgb(color: np.ndarray, jitter: np.ndarray) -> np.ndarray:
-    """float32 RGB of colour indices `color` plus per-channel jitter (same leading shape)."""
-    base = np.array([RGB[c] for c in COLORS], dtype=np.float32)
-    return np.clip(base[color] + jitter, 0, 255).astype(np.float32)
-
+# ------------------------------------------------------------------ captions
 
 def _synonyms(table: dict[str, list[str]], names: list[str], value: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Vectorised word choice: the canonical word with CANONICAL_WORD_PROB, else a synonym (uniform)."""
@@ -190,7 +157,7 @@ class ShapesWorld:
         return (f"ShapesWorld(seed={self.seed}, image_size={self.image_size}, {len(self.classes)} classes, "
                 f"{len(self.heldout_classes)} held out)")
 
-    def _pool(self, split: str) -> np.ndarray:
+    def class_pool(self, split: str) -> np.ndarray:
         pools = {"seen": self.seen_labels, "heldout": self.heldout_labels,
                  "all": torch.arange(len(self.classes))}
         if split not in pools:
@@ -201,7 +168,7 @@ class ShapesWorld:
 
     def train(self, n: int) -> CaptionedImages:
         """n training images of seen colour-shape pairs at allowed positions, 5 captions each, some noisy."""
-        return self._single(n, "train", self._pool("seen"), train=True)
+        return self._single(n, "train", self.class_pool("seen"), train=True)
 
     def test(self, n: int, split: str = "heldout") -> CaptionedImages:
         """n test images of held-out, seen or all pairs at any position (fresh images, not in train).
@@ -211,8 +178,8 @@ class ShapesWorld:
         if split == "heldout-position":
             if not self.heldout_positions:
                 raise ValueError("this world has no held-out positions")
-            return self._single(n, f"test {split}", self._pool("seen"), heldout_position=True)
-        return self._single(n, f"test {split}", self._pool(split))
+            return self._single(n, f"test {split}", self.class_pool("seen"), heldout_position=True)
+        return self._single(n, f"test {split}", self.class_pool(split))
 
     def prompts(self, templates: list[str] | None = None) -> dict[str, list[str]]:
         """Zero-shot prompts per class name, e.g. {"red circle": ["a red circle", ...]}."""
@@ -224,7 +191,7 @@ class ShapesWorld:
     def _single(self, n: int, stream: str, pool: np.ndarray, train: bool = False,
                 heldout_position: bool = False) -> CaptionedImages:
         def rng(name: str) -> np.random.Generator:
-            return _rng(self.seed, stream, name)
+            return keyed_rng(self.seed, stream, name)
 
         w = self.image_size
         cls = pool[rng("class").integers(len(pool), size=n)]
@@ -245,8 +212,8 @@ class ShapesWorld:
         centre += rng("offset").uniform(-0.03, 0.03, (n, 2)) * w
         color_jitter = rng("colour jitter").uniform(-12, 12, (n, 3))
 
-        images, background = _canvases(rng, n, w)
-        canvas, rgb = images.numpy(), _jittered_rgb(color, color_jitter)
+        images, background = canvases(rng, n, w)
+        canvas, rgb = images.numpy(), jittered_rgb(color, color_jitter)
         for i in range(n):
             paint(canvas[i], SHAPES[shape[i]], diameter[i], rgb[i], *centre[i])
         said_color = None
@@ -267,12 +234,8 @@ class ShapesWorld:
 
     def relations(self, n: int, seed: int = 0, split: str = "seen") -> CaptionedImages:
         """Two shapes in a spatial relation: "a red circle left of a blue square" (`scenes.relations`)."""
-        from clipedu.data.scenes import relations
-
         return relations(self, n, seed, split)
 
     def counts(self, n: int, seed: int = 0, split: str = "seen") -> CaptionedImages:
         """One to four copies of one coloured shape: "three green stars" (`scenes.counts`)."""
-        from clipedu.data.scenes import counts
-
         return counts(self, n, seed, split)

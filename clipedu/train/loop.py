@@ -33,17 +33,12 @@ from clipedu.checkpoint import unwrap
 from clipedu.data.meaning import compatible
 from clipedu.data.negatives import false_negative_rate
 from clipedu.data.sampler import UniqueCaptionBatchSampler
-from clipedu.loss import clamp_logit_scale, clip_loss, multi_positive_clip_loss, siglip_loss
+from clipedu.loss import clamp_logit_scale
 from clipedu.tokenizer import caption_token_table
 from clipedu.train.batchnorm import convert_batchnorm
 from clipedu.train.config import TrainConfig
-from clipedu.train.distributed import (
-    DistState,
-    all_reduce_mean,
-    distributed_clip_loss,
-    distributed_siglip_loss,
-    wrap_ddp,
-)
+from clipedu.train.contrastive import batch_loss, contrastive_backward, contrastive_loss  # noqa: F401 (loop's API)
+from clipedu.train.distributed import DistState, wrap_ddp
 from clipedu.train.evaluation import evaluate
 from clipedu.train.optim import build_optimizer, cosine_schedule, set_lr
 from clipedu.train.setup import (
@@ -87,12 +82,6 @@ def step_inputs(data: TrainData, tokens: torch.Tensor, sampler, config: TrainCon
     return batch if positives is None else (*batch, positives)
 
 
-def contrastive_loss(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor,
-                     positives: torch.Tensor | None = None) -> torch.Tensor:
-    """CLIP's loss on one batch (multi-positive with `positives`), or SigLIP's when the model has a `logit_bias`."""
-    return batch_loss(*model(images, tokens), unwrap(model).logit_bias, positives=positives)
-
-
 def train_step(model: nn.Module, batch: tuple, optimizer: torch.optim.Optimizer,
                loss_fn: Callable[..., torch.Tensor | float] = contrastive_loss, *, lr: float | None = None,
                grad_clip: float | None = None, max_logit_scale: float | None = None) -> float:
@@ -130,65 +119,6 @@ def step_record(model: nn.Module, step: int, images_seen: int, seconds: float, l
     if bias is not None:
         record["logit_bias"] = bias.item()
     return record
-
-
-def batch_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
-               dist: DistState | None = None, positives: torch.Tensor | None = None) -> torch.Tensor:
-    """This process's share of CLIP's softmax loss, or SigLIP's sigmoid loss when a bias is given:
-    `clipedu.loss` on one process; on several, each gathers the others' features first.
-    positives (bool [N, N] over the global batch): the multi-positive loss instead of CLIP's."""
-    if bias is not None and positives is not None:
-        raise ValueError("positives='compatible' needs the clip loss; the siglip loss has one positive per row")
-    if dist is None or dist.world_size == 1:
-        if bias is not None:
-            return siglip_loss(img, txt, scale, bias)
-        return clip_loss(img, txt, scale) if positives is None else multi_positive_clip_loss(img, txt, scale, positives)
-    if bias is None:
-        return distributed_clip_loss(img, txt, scale, dist, positives=positives)
-    return distributed_siglip_loss(img, txt, scale, bias, dist)
-
-
-def contrastive_backward(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor,
-                         positives: torch.Tensor | None = None, accum_steps: int = 1,
-                         dist: DistState | None = None, autocast=None) -> float:
-    """`contrastive_loss` over the (local slice of the) global batch, left as gradients in .grad.
-
-    positives (bool [N, N] over the global batch, from `step_inputs`): the multi-positive loss.
-
-    With accum_steps M > 1 (open_clip's recipe): embed all M micro-batches without
-    gradient first, then re-embed one micro-batch at a time with gradient and score
-    it against the cached features of all the others. Every micro-batch thus still
-    sees every negative, and the summed gradient equals the full-batch gradient.
-    logit_scale (and logit_bias) enters each micro-batch's loss, so its gradient is
-    kept from the last micro-batch only (so DDP sees every parameter used when it
-    syncs). BatchNorm (the ResNet tower) normalises each micro-batch with its own
-    statistics, so there the equality is approximate; LayerNorm (ViT) matches exactly.
-    """
-    dist, autocast = dist or DistState(), autocast or contextlib.nullcontext()
-    bias = unwrap(model).logit_bias
-    if accum_steps == 1:
-        with autocast:
-            img, txt, scale = model(images, tokens)
-        value = batch_loss(img.float(), txt.float(), scale.float(), bias, dist, positives)
-        value.backward()
-    else:
-        image_chunks, token_chunks = images.chunk(accum_steps), tokens.chunk(accum_steps)
-        with torch.no_grad(), autocast:
-            cached = [model(i, t)[:2] for i, t in zip(image_chunks, token_chunks)]
-        for j in range(accum_steps):
-            last = j == accum_steps - 1
-            sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
-            with sync:
-                with autocast:
-                    img_j, txt_j, scale = model(image_chunks[j], token_chunks[j])
-                img = torch.cat([c[0] for c in cached[:j]] + [img_j] + [c[0] for c in cached[j + 1:]]).float()
-                txt = torch.cat([c[1] for c in cached[:j]] + [txt_j] + [c[1] for c in cached[j + 1:]]).float()
-                scale_j = scale.float() if last else scale.float().detach()
-                bias_j = bias if bias is None or last else bias.detach()
-                value = batch_loss(img, txt, scale_j, bias_j, dist, positives)
-                value.backward()
-    # each process holds the loss of its rows: log the mean over processes
-    return value.item() if dist.world_size == 1 else all_reduce_mean(value, dist).item()
 
 
 # ------------------------------------------------------------------ what the course loop keeps
