@@ -29,6 +29,28 @@ def _caption_key(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def _checked_captions(dataset_captions, batch_size: int) -> list:
+    """The caption lists of a dataset (or the lists themselves), checked against the batch size."""
+    captions = getattr(dataset_captions, "captions", dataset_captions)
+    n = len(captions)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if batch_size > n:
+        raise ValueError(f"batch larger than the dataset: batch_size={batch_size} but only {n} images; "
+                         "use a smaller batch or more data")
+    for i, caps in enumerate(captions):
+        if len(caps) == 0:
+            raise ValueError(f"image {i} has no captions: every image needs at least one")
+    return captions
+
+
+def _epoch_of(step: int, steps_per_epoch: int) -> tuple[int, int]:
+    """(epoch, batch index within it) of a step."""
+    if step < 0:
+        raise ValueError(f"step must be non-negative, got {step}")
+    return divmod(step, steps_per_epoch)
+
+
 class UniqueCaptionBatchSampler:
     """Global batches of (image index, caption index) with no caption string twice.
 
@@ -42,18 +64,11 @@ class UniqueCaptionBatchSampler:
     """
 
     def __init__(self, dataset_captions, batch_size: int, seed: int = 0):
-        captions = getattr(dataset_captions, "captions", dataset_captions)
+        captions = _checked_captions(dataset_captions, batch_size)
         n = len(captions)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if batch_size > n:
-            raise ValueError(f"batch larger than the dataset: batch_size={batch_size} but only {n} images; "
-                             "use a smaller batch or more data")
         keys: dict[str, int] = {}
         self.caption_ids = []  # per image: the integer id of each caption's text
-        for i, caps in enumerate(captions):
-            if len(caps) == 0:
-                raise ValueError(f"image {i} has no captions: every image needs at least one")
+        for caps in captions:
             self.caption_ids.append([keys.setdefault(_caption_key(c), len(keys)) for c in caps])
         if batch_size > len(keys):
             raise ValueError(f"batch_size={batch_size} but the dataset has only {len(keys)} distinct captions, "
@@ -69,9 +84,7 @@ class UniqueCaptionBatchSampler:
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The global batch of `step`: image indices and caption indices, LongTensors [B]."""
-        if step < 0:
-            raise ValueError(f"step must be non-negative, got {step}")
-        epoch, j = divmod(step, self.steps_per_epoch)
+        epoch, j = _epoch_of(step, self.steps_per_epoch)
         if epoch != self._epoch:  # one plan per epoch, cached: O(N) once, then O(B) per step
             self._plan, self._epoch = self._plan_epoch(epoch), epoch
         images, captions = self._plan
@@ -146,14 +159,8 @@ class RandomBatchSampler:
     """
 
     def __init__(self, dataset_captions, batch_size: int, seed: int = 0):
-        captions = getattr(dataset_captions, "captions", dataset_captions)
+        captions = _checked_captions(dataset_captions, batch_size)
         n = len(captions)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if batch_size > n:
-            raise ValueError(f"batch larger than the dataset: batch_size={batch_size} but only {n} images")
-        if any(len(c) == 0 for c in captions):
-            raise ValueError("every image needs at least one caption")
         self.num_captions = torch.tensor([len(c) for c in captions])
         self.num_images, self.batch_size, self.seed = n, batch_size, seed
         self.steps_per_epoch = n // batch_size
@@ -164,9 +171,7 @@ class RandomBatchSampler:
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The global batch of `step`: image indices and caption indices, LongTensors [B]."""
-        if step < 0:
-            raise ValueError(f"step must be non-negative, got {step}")
-        epoch, j = divmod(step, self.steps_per_epoch)
+        epoch, j = _epoch_of(step, self.steps_per_epoch)
         state = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1, dtype=np.uint64)[0])
         if epoch != self._epoch:
             self._order, self._epoch = torch.randperm(self.num_images, generator=torch.Generator().manual_seed(state)), epoch
